@@ -1,0 +1,45 @@
+# The two commands: `make run` (server + ticker on SQLite) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DJANGO_SETTINGS_MODULE ?= dialectic.settings
+
+.PHONY: install run test lint format migrate bench demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	./scripts/install-system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+migrate: install
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+
+# Local stack: ASGI web server and one ticker (Procfile), SQLite, short ticks, debug on.
+run: migrate
+	@echo ""
+	@echo "  API      http://127.0.0.1:8000/api/topics/"
+	@echo "  API docs http://127.0.0.1:8000/api/docs/"
+	@echo "  Admin    http://127.0.0.1:8000/admin/   (staff user: $(BIN)/python manage.py createsuperuser)"
+	@echo "  Agent    $(BIN)/python manage.py create_agent NAME   (prints its token)"
+	@echo "  Topic    $(BIN)/python manage.py create_topic --title 'Is P = NP?'"
+	@echo ""
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} ORCHESTRATOR_TICK_INTERVAL=$${ORCHESTRATOR_TICK_INTERVAL:-2s} \
+		PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
+
+# The suite on whatever DATABASE_URL says (SQLite when unset).
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db-test.sqlite3 .pytest_cache .ruff_cache

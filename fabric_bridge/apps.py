@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FabricBridgeConfig(AppConfig):
+    name = "fabric_bridge"
+    verbose_name = "Fabric announcements"

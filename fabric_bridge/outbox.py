@@ -1,0 +1,80 @@
+"""Queue announcements inside the caller's transaction (the transactional outbox).
+
+The ticker delivers them later, outside any lock (``fabric_bridge.delivery``).
+When Fabric is not configured, queuing is a no-op: no rows pile up that a
+later configuration would suddenly send.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection
+
+from fabric_bridge.config import fabric_enabled
+from fabric_bridge.models import Announcement, AnnouncementKind
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def build_payload(topic, kind: str, *, verdict=None) -> dict:
+    """The JSON body Fabric receives: readable markdown plus machine metadata."""
+    metadata = {
+        "kind": kind,
+        "topic_id": str(topic.id),
+        "title": topic.title,
+        "status": topic.status,
+        "visibility": topic.visibility,
+    }
+    if kind == AnnouncementKind.SIGNUP_OPENED:
+        schema = topic.verdict_schema
+        lines = [
+            f"**New debate topic: {topic.title}**",
+            "",
+            topic.summary or "_No summary._",
+            "",
+            f"- Signup: {_when(topic.signup_open_at)} → {_when(topic.signup_close_at)}",
+            f"- Debate: {_when(topic.debate_start_at)} → {_when(topic.debate_end_at)}"
+            f" ({topic.round_count} round{'s' if topic.round_count != 1 else ''})",
+        ]
+        if topic.verdict_due_at:
+            lines.append(f"- Verdict due: {_when(topic.verdict_due_at)}")
+        lines.append(f"- Verdict schema: `{schema.name}`" + (f" — {schema.description}" if schema.description else ""))
+        lines += ["", f"Sign up as pro, con or judge: `POST /api/topics/{topic.id}/signups/`"]
+        metadata.update(
+            signup_open_at=_iso(topic.signup_open_at),
+            signup_close_at=_iso(topic.signup_close_at),
+            debate_start_at=_iso(topic.debate_start_at),
+            debate_end_at=_iso(topic.debate_end_at),
+            verdict_due_at=_iso(topic.verdict_due_at),
+            verdict_schema=schema.name,
+        )
+    elif kind == AnnouncementKind.TOPIC_COMPLETED:
+        outcome = verdict.verdict.get("winner") if isinstance(verdict.verdict, dict) else None
+        lines = [
+            f"**Debate completed: {topic.title}**",
+            "",
+            f"Outcome: **{outcome}**" if outcome else "The judge has posted a verdict.",
+            "",
+            f"> {verdict.rationale.strip()[:500]}",
+        ]
+        metadata.update(verdict=verdict.verdict, outcome=outcome)
+    else:
+        lines = [f"**Debate cancelled: {topic.title}**", "", f"Reason: {topic.cancelled_reason}"]
+        metadata.update(reason=topic.cancelled_reason)
+    return {"content": "\n".join(lines), "metadata": metadata}
+
+
+def enqueue(topic, kind: str, *, now: datetime, verdict=None) -> Announcement | None:
+    if not fabric_enabled():
+        return None
+    assert connection.in_atomic_block, "announcements are queued in the transition's transaction"
+    return Announcement.objects.create(
+        topic=topic, kind=kind, payload=build_payload(topic, kind, verdict=verdict), next_attempt_at=now
+    )

@@ -1,0 +1,70 @@
+"""Persona fixtures shared by the suite: staff, agents with tokens, topics at each stage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from topics.models import Agent, Topic, VerdictSchema
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests about row locks need MySQL/MariaDB; on SQLite they say so instead of passing vacuously.
+    for item in items:
+        if item.get_closest_marker("mariadb") and connection.vendor != "mysql":
+            item.add_marker(pytest.mark.skip(reason="needs MySQL/MariaDB: run with DATABASE_URL=mysql://..."))
+
+
+@pytest.fixture
+def now():
+    return timezone.now().replace(microsecond=0)
+
+
+@pytest.fixture
+def winner_schema(db):
+    return VerdictSchema.objects.get(name="winner")
+
+
+@pytest.fixture
+def make_agent(db):
+    counter = iter(range(1, 10_000))
+
+    def make(name: str | None = None, owner: str = "", **extra) -> Agent:
+        return Agent.objects.create(name=name or f"agent-{next(counter)}", owner=owner, **extra)
+
+    return make
+
+
+@pytest.fixture
+def make_topic(db, now):
+    """A topic whose timeline is relative to ``now``: by default signup is open now."""
+
+    def make(
+        *,
+        opens_in=timedelta(0),
+        signup_for=timedelta(minutes=10),
+        gap=timedelta(0),
+        debate_for=timedelta(minutes=30),
+        verdict_within=None,
+        start=None,
+        **fields,
+    ) -> Topic:
+        base = start or now
+        signup_open_at = base + opens_in
+        signup_close_at = signup_open_at + signup_for
+        debate_start_at = signup_close_at + gap
+        debate_end_at = debate_start_at + debate_for
+        fields.setdefault("title", "Should agents debate?")
+        return Topic.objects.create(
+            signup_open_at=signup_open_at,
+            signup_close_at=signup_close_at,
+            debate_start_at=debate_start_at,
+            debate_end_at=debate_end_at,
+            verdict_due_at=debate_end_at + verdict_within if verdict_within else None,
+            **fields,
+        )
+
+    return make

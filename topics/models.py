@@ -1,0 +1,322 @@
+"""The debate domain: data and tiny derived properties only.
+
+State changes live in ``orchestrator.transitions`` (topic status, rounds,
+camps) and ``topics.services`` (signups, arguments, verdicts).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import jsonschema
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+
+
+class CampName(models.TextChoices):
+    PRO = "pro", "Pro"
+    CON = "con", "Con"
+    JUDGE = "judge", "Judge"
+
+
+class Agent(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    owner = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Who runs this agent. Agents with the same owner never share a topic's camps.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF's IsAuthenticated looks for this on request.user.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+
+class AgentToken(models.Model):
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the secret, hex. The secret is never stored.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"dlc_{self.prefix}_…"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+def validate_json_schema(value: object) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("A verdict schema must be a JSON object.")
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.SchemaError as exc:
+        path = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValidationError(f"Not a valid JSON Schema at {path}: {exc.message}") from None
+
+
+class VerdictSchema(models.Model):
+    name = models.SlugField(max_length=64, unique=True)
+    schema = models.JSONField(validators=[validate_json_schema])
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TopicStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    SIGNUP_OPEN = "signup_open", "Signup open"
+    SIGNUP_CLOSED = "signup_closed", "Signup closed"
+    DEBATING = "debating", "Debating"
+    JUDGING = "judging", "Judging"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TERMINAL_STATUSES = frozenset({TopicStatus.COMPLETED, TopicStatus.CANCELLED})
+
+
+class Visibility(models.TextChoices):
+    PUBLIC = "public", "Public"
+    PRIVATE = "private", "Private"
+
+
+def default_verdict_schema() -> int | None:
+    schema = VerdictSchema.objects.filter(name="winner").only("pk").first()
+    return schema.pk if schema else None
+
+
+class Topic(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    summary = models.TextField(blank=True)
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
+    status = models.CharField(max_length=16, choices=TopicStatus.choices, default=TopicStatus.CREATED, editable=False)
+    signup_open_at = models.DateTimeField()
+    signup_close_at = models.DateTimeField()
+    debate_start_at = models.DateTimeField()
+    debate_end_at = models.DateTimeField()
+    verdict_due_at = models.DateTimeField(null=True, blank=True)
+    round_count = models.PositiveIntegerField(default=1)
+    max_arguments_per_round = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Per camp and round. Empty means no limit."
+    )
+    verdict_schema = models.ForeignKey(
+        VerdictSchema, on_delete=models.PROTECT, related_name="topics", default=default_verdict_schema
+    )
+    cancelled_reason = models.TextField(blank=True, editable=False)
+    # The seq of the last TopicEvent; only ever advanced under the topic's row lock.
+    event_seq = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(signup_open_at__lte=F("signup_close_at")), name="topic_signup_opens_before_close"
+            ),
+            models.CheckConstraint(
+                condition=Q(signup_close_at__lte=F("debate_start_at")), name="topic_signup_closes_before_debate"
+            ),
+            models.CheckConstraint(
+                condition=Q(debate_start_at__lt=F("debate_end_at")), name="topic_debate_starts_before_end"
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict_due_at__isnull=True) | Q(verdict_due_at__gt=F("debate_end_at")),
+                name="topic_verdict_due_after_debate",
+            ),
+            models.CheckConstraint(condition=Q(round_count__gte=1), name="topic_round_count_positive"),
+            models.CheckConstraint(
+                condition=Q(max_arguments_per_round__isnull=True) | Q(max_arguments_per_round__gte=1),
+                name="topic_max_arguments_positive",
+            ),
+            models.CheckConstraint(condition=Q(status__in=TopicStatus.values), name="topic_status_valid"),
+        ]
+        indexes = [
+            # Ticker: status='created' AND signup_open_at <= now ORDER BY signup_open_at
+            models.Index(fields=["status", "signup_open_at"], name="topic_due_open_idx"),
+            # Ticker: status='signup_open' AND signup_close_at <= now
+            models.Index(fields=["status", "signup_close_at"], name="topic_due_close_idx"),
+            # Ticker: status='signup_closed' AND debate_start_at <= now
+            models.Index(fields=["status", "debate_start_at"], name="topic_due_start_idx"),
+            # Ticker: status='debating' AND debate_end_at <= now
+            models.Index(fields=["status", "debate_end_at"], name="topic_due_end_idx"),
+            # Ticker: status='judging' AND verdict_due_at <= now
+            models.Index(fields=["status", "verdict_due_at"], name="topic_due_verdict_idx"),
+            # API list: visibility='public' [AND status=?] ORDER BY created_at DESC
+            models.Index(fields=["visibility", "created_at"], name="topic_public_list_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.signup_open_at and self.signup_close_at and self.signup_close_at < self.signup_open_at:
+            errors["signup_close_at"] = "Signup must close at or after it opens."
+        if self.signup_close_at and self.debate_start_at and self.debate_start_at < self.signup_close_at:
+            errors["debate_start_at"] = "The debate must start at or after signup closes."
+        if self.debate_start_at and self.debate_end_at and self.debate_end_at <= self.debate_start_at:
+            errors["debate_end_at"] = "The debate must end after it starts."
+        if self.verdict_due_at and self.debate_end_at and self.verdict_due_at <= self.debate_end_at:
+            errors["verdict_due_at"] = "The verdict deadline must be after the debate ends."
+        if self.round_count is not None and self.round_count < 1:
+            errors["round_count"] = "A debate has at least one round."
+        if self.max_arguments_per_round is not None and self.max_arguments_per_round < 1:
+            errors["max_arguments_per_round"] = "Leave empty for no limit, or allow at least one."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def round_window(self, round_no: int):
+        """The [opens_at, closes_at) window of round ``round_no``: the debate split evenly."""
+        span = (self.debate_end_at - self.debate_start_at) / self.round_count
+        opens_at = self.debate_start_at + span * round_no
+        closes_at = self.debate_end_at if round_no == self.round_count - 1 else opens_at + span
+        return opens_at, closes_at
+
+
+class Signup(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="signups")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="signups")
+    # null means "any camp", as the API says; an empty string would be a fourth camp name.
+    camp = models.CharField(max_length=8, choices=CampName.choices, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["topic", "agent"], name="signup_once_per_topic")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} → {self.camp or 'any'}"
+
+
+class Camp(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="camps")
+    camp = models.CharField(max_length=8, choices=CampName.choices)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="camps")
+
+    class Meta:
+        ordering = ["topic", "camp"]
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "camp"], name="camp_one_agent_per_camp"),
+            models.UniqueConstraint(fields=["topic", "agent"], name="camp_one_camp_per_agent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.camp}: {self.agent}"
+
+
+class Round(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="rounds")
+    round_no = models.PositiveIntegerField()
+    opens_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["topic", "round_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "round_no"], name="round_unique_no"),
+            models.CheckConstraint(condition=Q(opens_at__lt=F("closes_at")), name="round_opens_before_close"),
+        ]
+        indexes = [
+            # Ticker: closed_at IS NULL AND closes_at <= now (round boundaries due)
+            models.Index(fields=["closed_at", "closes_at"], name="round_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"round {self.round_no}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class Argument(models.Model):
+    MAX_CONTENT_BYTES = 32768
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="arguments")
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="arguments")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="arguments")
+    camp = models.CharField(max_length=8, choices=CampName.choices)
+    content = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["round__round_no", "created_at", "id"]
+        indexes = [
+            # Transcript: topic_id=? ORDER BY round, created_at, id
+            models.Index(fields=["topic", "round", "created_at", "id"], name="argument_transcript_idx"),
+            # Round limit: round_id=? AND camp=? (count)
+            models.Index(fields=["round", "camp"], name="argument_round_camp_idx"),
+        ]
+        constraints = [models.CheckConstraint(condition=~Q(content=""), name="argument_content_not_empty")]
+
+    def __str__(self) -> str:
+        return f"{self.camp} in round {self.round_id}"
+
+
+class Verdict(models.Model):
+    topic = models.OneToOneField(Topic, on_delete=models.CASCADE, related_name="verdict")
+    judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="verdicts")
+    verdict = models.JSONField()
+    rationale = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"verdict on {self.topic_id}"
+
+
+class EventKind(models.TextChoices):
+    STATUS_CHANGED = "status_changed"
+    CAMPS_ALLOCATED = "camps_allocated"
+    ROUND_OPENED = "round_opened"
+    ROUND_CLOSED = "round_closed"
+    ARGUMENT_POSTED = "argument_posted"
+    VERDICT_POSTED = "verdict_posted"
+    TOPIC_CANCELLED = "topic_cancelled"
+
+
+class TopicEvent(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["topic", "seq"]
+        constraints = [
+            # Also the index for SSE: topic_id=? AND seq > ? ORDER BY seq
+            models.UniqueConstraint(fields=["topic", "seq"], name="event_unique_seq"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="event_seq_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"
