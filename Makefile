@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export DJANGO_SETTINGS_MODULE ?= dialectic.settings
 
 .PHONY: install run test lint format migrate bench demo clean
 
