@@ -61,12 +61,26 @@ def parse_duration(raw: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def env_duration(name: str, default: str) -> timedelta:
+def env_duration(name: str, default: str, *, positive: bool = False) -> timedelta:
     raw = env.str(name, default=default)
     try:
-        return parse_duration(raw)
+        value = parse_duration(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: {exc}") from None
+    if positive and not value:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = env.str(name, default=str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
+    return value
 
 
 def env_db(name: str, default: str) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from dialectic.config import env, env_bool, env_cache, env_db, env_duration, env_list, env_rate
+from dialectic.config import env, env_bool, env_cache, env_db, env_duration, env_int, env_list, env_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -121,6 +121,13 @@ FABRIC_GUILD_BASE_URL = env.str("FABRIC_GUILD_BASE_URL", default="")
 FABRIC_ANNOUNCE_CHANNEL_ID = env.str("FABRIC_ANNOUNCE_CHANNEL_ID", default="")
 FABRIC_SYSTEM_API_KEY = env.str("FABRIC_SYSTEM_API_KEY", default="")
 FABRIC_BOT_BEARER_TOKEN = env.str("FABRIC_BOT_BEARER_TOKEN", default="")
+# Delivery tuning; docs/fabric.md explains each number.
+FABRIC_CONNECT_TIMEOUT = env_duration("FABRIC_CONNECT_TIMEOUT", default="3s", positive=True)
+FABRIC_READ_TIMEOUT = env_duration("FABRIC_READ_TIMEOUT", default="10s", positive=True)
+FABRIC_DELIVERY_BUDGET = env_duration("FABRIC_DELIVERY_BUDGET", default="5s", positive=True)
+FABRIC_RETRY_BASE = env_duration("FABRIC_RETRY_BASE", default="30s")
+FABRIC_RETRY_MAX = env_duration("FABRIC_RETRY_MAX", default="1h")
+FABRIC_MAX_ATTEMPTS = env_int("FABRIC_MAX_ATTEMPTS", default=10, minimum=1)
 
 # --- API ------------------------------------------------------------------
 THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")
