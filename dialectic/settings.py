@@ -114,7 +114,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # --- Orchestrator -----------------------------------------------------------
-ORCHESTRATOR_TICK_INTERVAL = env_duration("ORCHESTRATOR_TICK_INTERVAL", default="15s")
+ORCHESTRATOR_TICK_INTERVAL = env_duration("ORCHESTRATOR_TICK_INTERVAL", default="15s", positive=True)
 
 # --- Fabric ---------------------------------------------------------------
 FABRIC_GUILD_BASE_URL = env.str("FABRIC_GUILD_BASE_URL", default="")

@@ -1,0 +1,253 @@
+"""The ticker: moves every topic along its timeline.
+
+Shaped like healthchecks' ``sendalerts``: each step is a method that drains
+one kind of due work and returns how much it did; a pass repeats the steps
+until none finds work, delivers due announcements, and the loop sleeps in
+short slices so a stop request is honoured promptly.
+
+Any number of tickers may run at once. Each topic's transition is its own
+short durable transaction that locks the topic row with ``SKIP LOCKED``
+(so tickers never queue behind each other), re-checks the status and due
+time under the lock, and calls ``orchestrator.transitions``, whose
+conditional UPDATE is the second guard (and the only one on SQLite, where
+the IMMEDIATE transaction serialises writers instead). No sleep and no
+network call happens inside a transaction: delivery runs after the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from fabric_bridge import config as fabric_config
+from fabric_bridge.delivery import deliver_due
+from orchestrator import transitions
+from topics.models import Round, Topic, TopicStatus
+
+logger = logging.getLogger("orchestrator.ticker")
+
+S = TopicStatus
+
+# Rows fetched per due-query. Bounded so a backlog of 100,000 topics never
+# lands in memory at once; large enough that query overhead is negligible.
+BATCH_SIZE = 200
+
+# Longest uninterrupted sleep: the worst-case delay before a stop request is seen while idle.
+SLEEP_SLICE = 0.2
+
+Apply = Callable[[Topic, datetime], bool]
+
+
+class Ticker:
+    def __init__(
+        self,
+        *,
+        interval: timedelta = timedelta(seconds=15),
+        batch_size: int = BATCH_SIZE,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = timezone.now,
+    ) -> None:
+        self.interval = interval
+        self.batch_size = batch_size
+        self.rng = rng or random.SystemRandom()
+        self.clock = clock
+        self.stopping = False
+        # Topic ids to leave alone for the rest of the pass: locked by another
+        # ticker (theirs to finish) or failed (logged; retried next pass).
+        self._skip: set[Any] = set()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, frame: object = None) -> None:
+        """Signal handler: finish the current transaction, then stop."""
+        if not self.stopping:
+            logger.info("stop requested; finishing the current transaction")
+        self.stopping = True
+
+    def run(self, *, once: bool = False) -> None:
+        """Pass immediately, then every ``interval`` until stopped (or just once)."""
+        fabric_config.log_status()
+        logger.info("ticker started (interval %ss%s)", self.interval.total_seconds(), ", one pass" if once else "")
+        while not self.stopping:
+            try:
+                self.run_pass()
+            except Exception:
+                if once:
+                    raise
+                # The database went away, most likely: keep running, reconnect on the next pass.
+                logger.exception("ticker pass failed; retrying in %ss", self.interval.total_seconds())
+            finally:
+                close_old_connections()
+            if once:
+                break
+            self._sleep(self.interval.total_seconds())
+        logger.info("ticker stopped")
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(SLEEP_SLICE, remaining))
+
+    def run_pass(self) -> int:
+        """Drain everything due, then deliver announcements. Returns the number of transitions made."""
+        started = time.monotonic()
+        self._skip = set()
+        counts: dict[str, int] = {}
+        while not self.stopping:
+            found = 0
+            for step in self.steps:
+                if self.stopping:
+                    break
+                done = step()
+                counts[step.__name__] = counts.get(step.__name__, 0) + done
+                found += done
+            if not found:
+                break
+        total = sum(counts.values())
+        delivered = 0
+        if not self.stopping:
+            delivered = deliver_due(now=self.clock(), should_stop=lambda: self.stopping)
+        if total or delivered or self._skip:
+            detail = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+            logger.info(
+                "pass: %d transitions (%s), %d skipped, %d announcements attempted in %.2fs",
+                total,
+                detail or "none",
+                len(self._skip),
+                delivered,
+                time.monotonic() - started,
+            )
+        return total
+
+    # --- steps: each drains one kind of due work, returns how many it did -------
+
+    @property
+    def steps(self) -> list[Callable[[], int]]:
+        # Timeline order, so a topic the ticker fell behind on moves through
+        # every state in one pass (rounds before the debate's end).
+        return [
+            self.open_signups,
+            self.close_signups,
+            self.start_debates,
+            self.advance_rounds,
+            self.end_debates,
+            self.expire_verdicts,
+        ]
+
+    def open_signups(self) -> int:
+        def apply(topic: Topic, now: datetime) -> bool:
+            if topic.status != S.CREATED or topic.signup_open_at > now:
+                return False
+            transitions.open_signup(topic, now=now)
+            return True
+
+        return self._drain("open_signup", Topic.objects.filter(status=S.CREATED), "signup_open_at", apply)
+
+    def close_signups(self) -> int:
+        def apply(topic: Topic, now: datetime) -> bool:
+            if topic.status != S.SIGNUP_OPEN or topic.signup_close_at > now:
+                return False
+            transitions.close_signup(topic, now=now, rng=self.rng)
+            return True
+
+        return self._drain("close_signup", Topic.objects.filter(status=S.SIGNUP_OPEN), "signup_close_at", apply)
+
+    def start_debates(self) -> int:
+        def apply(topic: Topic, now: datetime) -> bool:
+            if topic.status != S.SIGNUP_CLOSED or topic.debate_start_at > now:
+                return False
+            transitions.start_debate(topic, now=now)
+            return True
+
+        return self._drain("start_debate", Topic.objects.filter(status=S.SIGNUP_CLOSED), "debate_start_at", apply)
+
+    def advance_rounds(self) -> int:
+        # One boundary per transaction; a topic several boundaries behind is
+        # found again further down the same drain (its new round closes later).
+        due_rounds = Round.objects.filter(
+            closed_at__isnull=True, topic__status=S.DEBATING, round_no__lt=F("topic__round_count") - 1
+        )
+
+        def apply(topic: Topic, now: datetime) -> bool:
+            return transitions.advance_round(topic, now=now)
+
+        return self._drain("advance_round", due_rounds, "closes_at", apply, topic_field="topic_id")
+
+    def end_debates(self) -> int:
+        def apply(topic: Topic, now: datetime) -> bool:
+            if topic.status != S.DEBATING or topic.debate_end_at > now:
+                return False
+            transitions.end_debate(topic, now=now)
+            return True
+
+        return self._drain("end_debate", Topic.objects.filter(status=S.DEBATING), "debate_end_at", apply)
+
+    def expire_verdicts(self) -> int:
+        def apply(topic: Topic, now: datetime) -> bool:
+            if topic.status != S.JUDGING or topic.verdict_due_at is None or topic.verdict_due_at > now:
+                return False
+            transitions.expire_verdict(topic, now=now)
+            return True
+
+        return self._drain("expire_verdict", Topic.objects.filter(status=S.JUDGING), "verdict_due_at", apply)
+
+    # --- the machinery shared by the steps -------------------------------------
+
+    def _drain(self, name: str, candidates: QuerySet, due_field: str, apply: Apply, *, topic_field: str = "pk") -> int:
+        """Apply ``apply`` to every candidate whose ``due_field`` has passed, in due order, a batch at a time.
+
+        Keyset pagination on (due, pk) rather than OFFSET or NOT IN: rows this
+        ticker skipped (locked elsewhere, failed) are stepped over, not re-read
+        forever, and each query is an index range scan.
+        """
+        done = 0
+        after: tuple[datetime, Any] | None = None
+        while not self.stopping:
+            rows = candidates.filter(**{f"{due_field}__lte": self.clock()})
+            if after is not None:
+                rows = rows.filter(Q(**{f"{due_field}__gt": after[0]}) | Q(**{due_field: after[0], "pk__gt": after[1]}))
+            batch = list(rows.order_by(due_field, "pk").values_list(due_field, "pk", topic_field)[: self.batch_size])
+            for _, _, topic_id in batch:
+                if self.stopping:
+                    break
+                if topic_id not in self._skip and self._transition(name, topic_id, apply):
+                    done += 1
+            if len(batch) < self.batch_size:
+                break
+            after = batch[-1][:2]
+        return done
+
+    def _transition(self, name: str, topic_id: Any, apply: Apply) -> bool:
+        """One topic, one short transaction. True when the transition was made."""
+        try:
+            with transaction.atomic(durable=True):
+                topic = transitions.lock_topic(topic_id, skip_locked=True)
+                if topic is None:
+                    # Another ticker holds the row: that transition is theirs.
+                    self._skip.add(topic_id)
+                    return False
+                # Re-checked under the lock: the due-query's answer may be stale by now.
+                return apply(topic, self.clock())
+        except transitions.StaleTopic:
+            # Another writer changed the row between our read and our write; nothing to do.
+            logger.info("topic %s: %s skipped, changed concurrently", topic_id, name)
+            self._skip.add(topic_id)
+            return False
+        except Exception:
+            logger.exception("topic %s: %s failed; skipped until the next pass", topic_id, name)
+            self._skip.add(topic_id)
+            if not connection.is_usable():
+                # Every other topic would fail the same way; end the pass and reconnect.
+                raise
+            return False
