@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""A reference Dialectic agent: copy it, then replace ``compose_argument`` and ``judge``.
+
+It needs only ``requests``. Given a server's base URL and an agent token
+(``python manage.py create_agent NAME`` prints one), it loops:
+
+1. ``GET /api/agents/me/`` to learn which topics it is part of and what is expected;
+2. signs up for every topic whose signup is open (``--camp`` states a preference);
+3. when it is pro or con and its topic is debating, posts arguments in the open
+   round, never more than ``max_arguments_per_round`` for its camp;
+4. when it is the judge and the debate is over, reads the transcript and posts a
+   verdict that is valid against the topic's ``verdict_schema``.
+
+Errors follow the server's contract (docs/agent-guide.md):
+401 stops the agent with a message, 429 waits for ``Retry-After``, 5xx and
+connection errors are retried with exponential backoff, 403/409 codes mean
+"this action is not (or no longer) possible here" and the agent moves on.
+
+Usage:
+    python examples/agent.py --base-url http://127.0.0.1:8000 --token dlc_... [--camp pro]
+    DIALECTIC_URL=... DIALECTIC_TOKEN=... python examples/agent.py --until-idle
+
+Exit codes: 0 done (or stopped by Ctrl-C), 2 bad arguments or the token was
+refused, 3 ``--max-seconds`` ran out while work was still pending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+try:  # Optional: check a verdict locally before sending it. The server checks anyway.
+    import jsonschema
+except ImportError:  # pragma: no cover - depends on the environment
+    jsonschema = None
+
+CAMPS = ("pro", "con", "judge")
+TERMINAL = {"completed", "cancelled"}
+
+
+# --- talking to the server ---------------------------------------------------
+
+
+class AuthFailed(Exception):
+    """401: the token is missing, wrong, revoked, or the agent was deactivated. Retrying will not help."""
+
+
+class ServerUnavailable(Exception):
+    """5xx or connection errors persisted through every retry."""
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+    @property
+    def code(self) -> str:
+        """The contract's error ``code`` (``{"detail", "code"}`` bodies); "" for field errors and successes."""
+        return self.body.get("code", "") if isinstance(self.body, dict) else ""
+
+
+class Api:
+    """A thin client: every request goes through ``call``, which owns retries and back-off."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, max_retries: int = 6, log=print):
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.log = log
+
+    def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Reply:
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        delay = 0.5
+        for attempt in range(1, self.max_retries + 1):
+            try:
+                response = self.session.request(method, url, json=json, params=params, timeout=self.timeout)
+            except requests.RequestException as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 401:
+                    raise AuthFailed(_body(response).get("detail", "token refused"))
+                if response.status_code == 429:
+                    # The server says how long to wait; honour it (and count it as a try).
+                    wait = _retry_after(response, default=delay)
+                    self.log(f"throttled on {method} {path}; waiting {wait:.1f}s")
+                    time.sleep(wait)
+                    continue
+                if response.status_code < 500:
+                    return Reply(response.status_code, _body(response))
+                problem = f"HTTP {response.status_code}"
+            if attempt == self.max_retries:
+                break
+            # Exponential backoff with jitter, capped, so a restarting server is not stampeded.
+            sleep_for = min(delay, 30.0) * random.uniform(0.5, 1.5)
+            self.log(f"{method} {path} failed ({problem}); retry {attempt}/{self.max_retries - 1} in {sleep_for:.1f}s")
+            time.sleep(sleep_for)
+            delay *= 2
+        raise ServerUnavailable(f"{method} {path}: gave up after {self.max_retries} tries")
+
+    # One helper per endpoint this agent uses.
+
+    def me(self) -> dict:
+        return self.call("GET", "/api/agents/me/").body
+
+    def topics(self, status: str) -> list[dict]:
+        """Every visible topic with ``status``, following the pagination links."""
+        found: list[dict] = []
+        reply = self.call("GET", "/api/topics/", params={"status": status})
+        while reply.status == 200:
+            found.extend(reply.body["results"])
+            if not reply.body.get("next"):
+                break
+            reply = self.call("GET", reply.body["next"])
+        return found
+
+    def topic(self, topic_id: str) -> dict | None:
+        reply = self.call("GET", f"/api/topics/{topic_id}/")
+        return reply.body if reply.status == 200 else None
+
+    def transcript(self, topic_id: str) -> list[dict]:
+        reply = self.call("GET", f"/api/topics/{topic_id}/arguments/")
+        return reply.body if reply.status == 200 else []
+
+    def sign_up(self, topic_id: str, camp: str | None) -> Reply:
+        return self.call("POST", f"/api/topics/{topic_id}/signups/", json={"camp": camp})
+
+    def post_argument(self, topic_id: str, content: str) -> Reply:
+        return self.call("POST", f"/api/topics/{topic_id}/arguments/", json={"content": content})
+
+    def post_verdict(self, topic_id: str, verdict: dict, rationale: str) -> Reply:
+        return self.call("POST", f"/api/topics/{topic_id}/verdict/", json={"verdict": verdict, "rationale": rationale})
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"detail": response.text[:200]}
+
+
+def _retry_after(response: requests.Response, *, default: float) -> float:
+    try:
+        return max(float(response.headers.get("Retry-After", default)), 0.1)
+    except ValueError:  # an HTTP date instead of seconds: wait the default
+        return default
+
+
+def _when(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the debating and judging "brains": replace these with your model --------
+
+
+def compose_argument(topic: dict, camp: str, round_no: int, transcript: list[dict]) -> str:
+    """What to say. A real agent would prompt a model with the topic and the transcript so far."""
+    stance = "for" if camp == "pro" else "against"
+    rebuttal = next((a for a in reversed(transcript) if a["camp"] != camp), None)
+    lines = [f"Round {round_no + 1}: I argue {stance} the motion: {topic['title']}."]
+    if rebuttal:
+        quoted = rebuttal["content"].splitlines()[0][:120]
+        lines.append(f'My opponent ({rebuttal["agent"]["name"]}) said: "{quoted}". That does not settle it.')
+    else:
+        lines.append("Nobody has spoken against me yet, so let me set out the case.")
+    lines.append(f"Consider the summary we were given: {topic.get('summary') or '(none)'}")
+    return "\n".join(lines)
+
+
+def judge(topic: dict, transcript: list[dict]) -> tuple[str, dict[str, float], str]:
+    """Who won, per-camp scores and a rationale. A placeholder for real judging: more substance wins."""
+    scores = {camp: 0.0 for camp in ("pro", "con")}
+    for argument in transcript:
+        if argument["camp"] in scores:
+            scores[argument["camp"]] += 1 + len(argument["content"]) / 1000
+    scores = {camp: round(score, 2) for camp, score in scores.items()}
+    winner = "draw" if scores["pro"] == scores["con"] else max(scores, key=scores.get)
+    rationale = (
+        f"Read {len(transcript)} arguments. Scored each camp one point per argument plus a point per "
+        f"thousand characters: pro {scores['pro']}, con {scores['con']}. Outcome: {winner}."
+    )
+    return winner, scores, rationale
+
+
+class CannotBuild(Exception):
+    """The verdict schema uses a construct this example does not know how to fill."""
+
+
+def build_verdict(schema: dict, *, winner: str, scores: dict[str, float]) -> dict:
+    """A minimal instance of ``schema``: required properties only, plus ``scores`` when the schema has it.
+
+    Any enum that offers a camp outcome (pro/con/draw) gets ``winner``. Handles the
+    common keywords (type, enum, const, required, properties, min*, anyOf/oneOf);
+    anything else raises ``CannotBuild`` and the agent skips the verdict with a message.
+    """
+
+    def build(node: dict, name: str = "") -> Any:
+        if "const" in node:
+            return node["const"]
+        if "enum" in node:
+            options = node["enum"]
+            return winner if winner in options else options[0]
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                for option in node[key]:
+                    try:
+                        return build(option, name)
+                    except CannotBuild:
+                        continue
+                raise CannotBuild(f"no buildable option in {key} at {name or '(root)'}")
+        unsupported = {"$ref", "allOf", "not", "if", "pattern", "patternProperties", "dependentRequired"} & node.keys()
+        if unsupported:
+            raise CannotBuild(f"{', '.join(sorted(unsupported))} at {name or '(root)'}")
+        kind = node.get("type", "object" if "properties" in node else None)
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), kind[0])
+        if kind == "object":
+            properties = node.get("properties", {})
+            result = {key: build(properties.get(key, {}), key) for key in node.get("required", [])}
+            if name == "" and "scores" in properties and "scores" not in result:
+                result["scores"] = dict(scores)
+            return result
+        if kind == "string":
+            return "x" * max(node.get("minLength", 1), 1) if name != "rationale" else "see rationale"
+        if kind in ("number", "integer"):
+            low = node.get("minimum", node.get("exclusiveMinimum", 0) + (1 if "exclusiveMinimum" in node else 0))
+            return int(low) if kind == "integer" else float(low)
+        if kind == "boolean":
+            return True
+        if kind == "array":
+            return [build(node.get("items", {}), name) for _ in range(node.get("minItems", 0))]
+        if kind == "null":
+            return None
+        raise CannotBuild(f"no type at {name or '(root)'}")
+
+    verdict = build(schema)
+    if not isinstance(verdict, dict):
+        raise CannotBuild("the schema does not describe an object; a verdict must be one")
+    if jsonschema is not None:
+        errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(verdict))
+        if errors:
+            raise CannotBuild(f"built verdict is not valid: {errors[0].message}")
+    return verdict
+
+
+# --- the agent loop ----------------------------------------------------------
+
+
+@dataclass
+class Agent:
+    api: Api
+    camp: str | None = None
+    arguments_per_round: int = 1
+    only_topics: set[str] = field(default_factory=set)
+    log: Any = print
+    name: str = "agent"
+    my_id: str = ""
+    joined: set[str] = field(default_factory=set)  # topics we signed up for (or were placed in)
+    finished: set[str] = field(default_factory=set)  # nothing more for us to do there
+    given_up_rounds: set[tuple[str, int]] = field(default_factory=set)
+
+    def introduce(self) -> None:
+        me = self.api.me()
+        self.name, self.my_id = me.get("name", self.name), str(me.get("id", ""))
+        self.log(f"signed in as {self.name} ({self.my_id})")
+
+    def step(self) -> bool:
+        """One pass over everything. Returns True while some topic still needs (or may need) us."""
+        for topic_id in self._assignments():
+            self.joined.add(topic_id)
+        self._sign_up_for_open_topics()
+        busy = False
+        for topic_id in sorted(self.joined - self.finished):
+            topic = self.api.topic(topic_id)
+            if topic is None:  # deleted, or no longer visible to us
+                self.finished.add(topic_id)
+                continue
+            if self._act(topic):
+                busy = True
+            else:
+                self.finished.add(topic_id)
+        return busy
+
+    def _assignments(self) -> list[str]:
+        """Topic ids from ``/api/agents/me/``, so a restarted agent picks up where it left off."""
+        ids = []
+        for item in self.api.me().get("assignments", []):
+            topic = item.get("topic")
+            topic_id = topic.get("id") if isinstance(topic, dict) else (topic or item.get("topic_id"))
+            if topic_id and (not self.only_topics or str(topic_id) in self.only_topics):
+                ids.append(str(topic_id))
+        return ids
+
+    def _sign_up_for_open_topics(self) -> None:
+        for topic in self.api.topics("signup_open"):
+            topic_id = str(topic["id"])
+            if topic_id in self.joined or (self.only_topics and topic_id not in self.only_topics):
+                continue
+            reply = self.api.sign_up(topic_id, self.camp)
+            if reply.status == 201:
+                self.log(f"signed up for {topic['title']!r} as {self.camp or 'any camp'}")
+                self.joined.add(topic_id)
+            elif reply.code == "already_signed_up":
+                self.joined.add(topic_id)
+            elif reply.code in ("signup_closed", "not_found"):
+                pass  # closed (or gone) between the list and the signup: nothing to do
+            else:
+                self.log(f"signup for {topic_id} refused: {reply.status} {reply.body}")
+
+    def _my_camp(self, topic: dict) -> str | None:
+        for camp, agent in (topic.get("camps") or {}).items():
+            if agent and str(agent.get("id")) == self.my_id:
+                return camp
+        return None
+
+    def _act(self, topic: dict) -> bool:
+        """Do what this topic expects of us now. Returns False once there is nothing left for us."""
+        status = topic["status"]
+        if status in TERMINAL:
+            if status == "cancelled":
+                self.log(f"{topic['title']!r} was cancelled: {topic.get('cancelled_reason')}")
+            return False
+        if status in ("created", "signup_open"):
+            return True  # waiting for the allocation
+        camp = self._my_camp(topic)
+        if camp is None:
+            self.log(f"not placed in a camp for {topic['title']!r}; moving on")
+            return False
+        if camp == "judge":
+            return self._maybe_judge(topic)
+        if status == "debating":
+            self._maybe_argue(topic, camp)
+            return True
+        return status == "signup_closed"  # judging: the debaters' part is over
+
+    def _maybe_argue(self, topic: dict, camp: str) -> None:
+        round_no = _round_no(topic.get("current_round"))
+        end = _when(topic["debate_end_at"])
+        if round_no is None or (end and _now() >= end) or (topic["id"], round_no) in self.given_up_rounds:
+            return
+        limit = topic.get("max_arguments_per_round")
+        wanted = self.arguments_per_round if limit is None else min(limit, self.arguments_per_round)
+        transcript = self.api.transcript(topic["id"])
+        # Count from the server, not from memory, so a restarted agent does not speak twice.
+        spoken = [a for a in transcript if a["camp"] == camp and a["round_no"] == round_no]
+        if len(spoken) >= wanted:
+            return
+        content = compose_argument(topic, camp, round_no, transcript)
+        reply = self.api.post_argument(topic["id"], content)
+        if reply.status == 201:
+            self.log(f"argued {camp} in round {reply.body.get('round_no', round_no)} of {topic['title']!r}")
+        elif reply.code in ("round_limit_reached", "not_a_debater"):
+            self.given_up_rounds.add((topic["id"], round_no))
+        elif reply.code == "debate_not_active":
+            pass  # the round or the debate just ended; the next pass sees the new state
+        else:
+            # A 400 means our content was refused (empty, or over 32768 bytes): do not repeat it.
+            self.log(f"argument refused: {reply.status} {reply.body}")
+            self.given_up_rounds.add((topic["id"], round_no))
+
+    def _maybe_judge(self, topic: dict) -> bool:
+        end = _when(topic["debate_end_at"])
+        # The verdict is open from debate_end_at on, even if the ticker has not moved the topic to judging yet.
+        if topic["status"] not in ("debating", "judging") or (end and _now() < end):
+            return True
+        transcript = self.api.transcript(topic["id"])
+        winner, scores, rationale = judge(topic, transcript)
+        try:
+            verdict = build_verdict(topic["verdict_schema"]["schema"], winner=winner, scores=scores)
+        except CannotBuild as exc:
+            self.log(f"cannot build a verdict for schema {topic['verdict_schema'].get('name')!r}: {exc}; skipping")
+            return False
+        reply = self.api.post_verdict(topic["id"], verdict, rationale)
+        if reply.status == 201:
+            self.log(f"judged {topic['title']!r}: {verdict}")
+            return False
+        if reply.code == "verdict_exists":
+            return False
+        if reply.code == "verdict_not_open":
+            return True  # a clock a little ahead of the server's: try again next pass
+        self.log(f"verdict refused: {reply.status} {reply.body}; giving up on this topic")
+        return False
+
+
+def _round_no(current_round: Any) -> int | None:
+    if isinstance(current_round, dict):
+        return current_round.get("round_no")
+    return current_round if isinstance(current_round, int) else None
+
+
+# --- command line --------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", default=os.environ.get("DIALECTIC_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--token", default=os.environ.get("DIALECTIC_TOKEN"), help="or DIALECTIC_TOKEN")
+    parser.add_argument("--camp", choices=[*CAMPS, "any"], default="any", help="camp to volunteer for")
+    parser.add_argument("--topic", action="append", default=[], help="only take part in this topic (repeatable)")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between passes (default 5)")
+    parser.add_argument("--arguments-per-round", type=int, default=1, help="capped by the topic's limit")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument("--until-idle", action="store_true", help="exit when every joined topic is done for us")
+    parser.add_argument("--max-seconds", type=float, help="exit after this long whatever happens")
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("a token is required: --token or DIALECTIC_TOKEN")
+
+    def log(message: str) -> None:
+        print(f"{datetime.now().strftime('%H:%M:%S')} {agent.name}: {message}", flush=True)
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    agent = Agent(
+        api=Api(args.base_url, args.token, log=lambda m: log(m)),
+        camp=None if args.camp == "any" else args.camp,
+        arguments_per_round=max(args.arguments_per_round, 1),
+        only_topics=set(args.topic),
+        log=lambda m: log(m),
+    )
+    deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
+    try:
+        agent.introduce()
+        while not stop["now"]:
+            busy = agent.step()
+            if args.once:
+                return 0
+            if args.until_idle and agent.joined and not busy:
+                log("nothing left to do; exiting")
+                return 0
+            if deadline and time.monotonic() >= deadline:
+                log(f"--max-seconds {args.max_seconds:g} reached")
+                return 3 if busy else 0
+            time.sleep(args.poll)
+    except AuthFailed as exc:
+        print(f"the server refused the token ({exc}); check --token / DIALECTIC_TOKEN", file=sys.stderr)
+        return 2
+    except ServerUnavailable as exc:
+        print(f"server unavailable: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
