@@ -28,6 +28,10 @@ run: migrate
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} ORCHESTRATOR_TICK_INTERVAL=$${ORCHESTRATOR_TICK_INTERVAL:-2s} \
 		PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho start -f Procfile
 
+# One whole debate between three reference agents on a throw-away SQLite database (< 2 minutes).
+demo: install
+	$(BIN)/python scripts/demo.py
+
 # The suite on whatever DATABASE_URL says (SQLite when unset).
 test: install
 	$(BIN)/pytest
