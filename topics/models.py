@@ -7,6 +7,7 @@ camps) and ``topics.services`` (signups, arguments, verdicts).
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import jsonschema
 from django.core.exceptions import ValidationError
@@ -184,6 +185,14 @@ class Topic(models.Model):
             errors["verdict_due_at"] = "The verdict deadline must be after the debate ends."
         if self.round_count is not None and self.round_count < 1:
             errors["round_count"] = "A debate has at least one round."
+        elif (
+            self.round_count
+            and self.debate_start_at
+            and self.debate_end_at
+            and (self.debate_end_at - self.debate_start_at) / self.round_count < timedelta(seconds=1)
+        ):
+            # Shorter rounds would round to empty windows and fail the round check constraint at debate start.
+            errors["round_count"] = "Each round must last at least a second: use fewer rounds or a longer debate."
         if self.max_arguments_per_round is not None and self.max_arguments_per_round < 1:
             errors["max_arguments_per_round"] = "Leave empty for no limit, or allow at least one."
         if errors:
