@@ -13,6 +13,10 @@ from django.db import connection
 
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementKind
+from topics.models import Camp, CampName
+
+# Characters of the judge's rationale quoted in the completion announcement; the rest is in the API.
+RATIONALE_LIMIT = 600
 
 
 def _when(value: datetime | None) -> str:
@@ -21,6 +25,14 @@ def _when(value: datetime | None) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _quote(text: str, limit: int = RATIONALE_LIMIT) -> list[str]:
+    """A markdown block quote of ``text``, cut at a word boundary so a long rationale stays a chat message."""
+    text = text.strip()
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip() + " …"
+    return [f"> {line}".rstrip() for line in text.splitlines()]
 
 
 def build_payload(topic, kind: str, *, verdict=None) -> dict:
@@ -57,14 +69,23 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
         )
     elif kind == AnnouncementKind.TOPIC_COMPLETED:
         outcome = verdict.verdict.get("winner") if isinstance(verdict.verdict, dict) else None
-        lines = [
-            f"**Debate completed: {topic.title}**",
-            "",
-            f"Outcome: **{outcome}**" if outcome else "The judge has posted a verdict.",
-            "",
-            f"> {verdict.rationale.strip()[:500]}",
-        ]
-        metadata.update(verdict=verdict.verdict, outcome=outcome)
+        camps = {c.camp: c.agent.name for c in Camp.objects.filter(topic=topic).select_related("agent")}
+        lines = [f"**Debate completed: {topic.title}**", ""]
+        if CampName.PRO in camps and CampName.CON in camps:
+            lines.append(f"Pro: {camps[CampName.PRO]} · Con: {camps[CampName.CON]} · Judge: {verdict.judge.name}")
+        else:
+            lines.append(f"Judge: {verdict.judge.name}")
+        if outcome in camps:
+            lines.append(f"Winner: **{outcome}** ({camps[outcome]})")
+        elif outcome == "draw":
+            lines.append("The judge called it a **draw**.")
+        elif outcome:
+            lines.append(f"Outcome: **{outcome}**")
+        scores = verdict.verdict.get("scores") if isinstance(verdict.verdict, dict) else None
+        if isinstance(scores, dict) and scores:
+            lines.append("Scores: " + ", ".join(f"{camp} {score}" for camp, score in scores.items()))
+        lines += ["", *_quote(verdict.rationale)]
+        metadata.update(verdict=verdict.verdict, outcome=outcome, judge=verdict.judge.name, camps=camps or None)
     else:
         lines = [f"**Debate cancelled: {topic.title}**", "", f"Reason: {topic.cancelled_reason}"]
         metadata.update(reason=topic.cancelled_reason)

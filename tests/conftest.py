@@ -8,6 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from tests.fabric_server import FabricServer
 from topics.models import Agent, Topic, VerdictSchema
 
 
@@ -68,3 +69,21 @@ def make_topic(db, now):
         )
 
     return make
+
+
+@pytest.fixture
+def fabric(settings):
+    """A real HTTP server standing in for Fabric, with the four FABRIC_* settings pointing at it.
+
+    Timeouts are short so a hang costs half a second; retry backoff keeps its defaults.
+    """
+    server = FabricServer().start()
+    settings.FABRIC_GUILD_BASE_URL = server.base_url
+    settings.FABRIC_ANNOUNCE_CHANNEL_ID = "announce-7"
+    settings.FABRIC_SYSTEM_API_KEY = "system-key-1"
+    settings.FABRIC_BOT_BEARER_TOKEN = "bot-token-1"
+    settings.FABRIC_CONNECT_TIMEOUT = timedelta(seconds=1)
+    settings.FABRIC_READ_TIMEOUT = timedelta(seconds=0.5)
+    settings.FABRIC_DELIVERY_BUDGET = timedelta(seconds=2)
+    yield server
+    server.stop()

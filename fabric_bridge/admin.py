@@ -1,0 +1,77 @@
+"""Announcements in the admin: read-only outbox rows plus a "retry now" action."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from fabric_bridge.config import missing_settings
+from fabric_bridge.models import Announcement
+from fabric_bridge.services import announcement_retry_now
+
+
+@admin.register(Announcement)
+class AnnouncementAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "topic", "status", "attempts", "next_attempt_at", "short_error", "sent_at"]
+    list_filter = ["status", "kind"]
+    search_fields = ["=id", "topic__title", "=topic__id", "last_error"]
+    list_select_related = ["topic"]
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+    fields = [
+        "id",
+        "topic",
+        "kind",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+        "last_error",
+        "content",
+        "metadata",
+    ]
+    # Delivery owns every field; staff act through "retry now" only.
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Announcement | None = None) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Announcement) -> str:
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description="content (markdown as sent)")
+    def content(self, obj: Announcement) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.payload.get("content", ""))
+
+    @admin.display(description="metadata")
+    def metadata(self, obj: Announcement) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload.get("metadata", {}), indent=2, ensure_ascii=False))
+
+    @admin.action(description="Retry now (pending and dead announcements)", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[Announcement]) -> None:
+        now = timezone.now()
+        retried = sum(
+            announcement_retry_now(announcement_id=pk, now=now) for pk in queryset.values_list("pk", flat=True)
+        )
+        skipped = queryset.count() - retried
+        text = f"{retried} announcement(s) queued for the next ticker pass."
+        if skipped:
+            text += f" {skipped} skipped (already sent, or changed meanwhile)."
+        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+        if missing := missing_settings():
+            self.message_user(
+                request,
+                f"Fabric is disabled (missing {', '.join(missing)}): nothing is sent until it is configured.",
+                messages.WARNING,
+            )
