@@ -51,4 +51,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
 
 # gunicorn with uvicorn workers: SSE needs ASGI. The ticker uses the same image:
 #   docker run ... dialectic python manage.py run_ticker
-CMD ["sh", "-c", "exec gunicorn dialectic.asgi:application --worker-class uvicorn_worker.UvicornWorker --workers ${WEB_CONCURRENCY} --bind ${BIND} --graceful-timeout 5 --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn dialectic.asgi:application --worker-class uvicorn_worker.UvicornWorker --workers ${WEB_CONCURRENCY} --bind ${BIND} --graceful-timeout 5 --no-control-socket --access-logfile -"]

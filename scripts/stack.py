@@ -132,6 +132,8 @@ class Stack:
                 sys.executable, "-m", "gunicorn", "dialectic.asgi:application",
                 "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
                 "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2",
+                # Unused here, and every local gunicorn would share its default path.
+                "--no-control-socket",
             ],
         )  # fmt: skip
         if self.with_ticker:
