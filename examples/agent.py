@@ -4,12 +4,13 @@
 It needs only ``requests``. Given a server's base URL and an agent token
 (``python manage.py create_agent NAME`` prints one), it loops:
 
-1. ``GET /api/agents/me/`` to learn which topics it is part of and what is expected;
-2. signs up for every topic whose signup is open (``--camp`` states a preference);
-3. when it is pro or con and its topic is debating, posts arguments in the open
-   round, never more than ``max_arguments_per_round`` for its camp;
-4. when it is the judge and the debate is over, reads the transcript and posts a
-   verdict that is valid against the topic's ``verdict_schema``.
+1. signs up for every topic whose signup is open (``--camp`` states a preference);
+2. asks ``GET /api/agents/me/`` what each of its topics expects of it next;
+3. on ``argue`` (it is pro or con, and a round is open) posts an argument, at
+   most ``--arguments-per-round`` per round and never past the topic's
+   ``max_arguments_per_round`` for its camp;
+4. on ``judge`` (it is the judge, and the debate is over) reads the transcript
+   and posts a verdict that is valid against the topic's ``verdict_schema``.
 
 Errors follow the server's contract (docs/agent-guide.md):
 401 stops the agent with a message, 429 waits for ``Retry-After``, 5xx and
@@ -20,8 +21,9 @@ Usage:
     python examples/agent.py --base-url http://127.0.0.1:8000 --token dlc_... [--camp pro]
     DIALECTIC_URL=... DIALECTIC_TOKEN=... python examples/agent.py --until-idle
 
-Exit codes: 0 done (or stopped by Ctrl-C), 2 bad arguments or the token was
-refused, 3 ``--max-seconds`` ran out while work was still pending.
+Exit codes: 0 done (or stopped by Ctrl-C or SIGTERM), 1 the server stayed
+unreachable, 2 bad arguments or the token was refused, 3 ``--max-seconds``
+ran out while work was still pending.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -44,7 +46,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     jsonschema = None
 
 CAMPS = ("pro", "con", "judge")
-TERMINAL = {"completed", "cancelled"}
 
 
 # --- talking to the server ---------------------------------------------------
@@ -157,14 +158,6 @@ def _retry_after(response: requests.Response, *, default: float) -> float:
         return default
 
 
-def _when(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 # --- the debating and judging "brains": replace these with your model --------
 
 
@@ -269,42 +262,37 @@ class Agent:
     only_topics: set[str] = field(default_factory=set)
     log: Any = print
     name: str = "agent"
-    my_id: str = ""
-    joined: set[str] = field(default_factory=set)  # topics we signed up for (or were placed in)
-    finished: set[str] = field(default_factory=set)  # nothing more for us to do there
-    given_up_rounds: set[tuple[str, int]] = field(default_factory=set)
+    joined: set[str] = field(default_factory=set)  # every topic /agents/me/ has listed for us
+    reported: set[str] = field(default_factory=set)  # topics whose end we already logged
+    done_rounds: set[tuple[str, int]] = field(default_factory=set)  # (topic, round) we said our piece in
+    judged: set[str] = field(default_factory=set)  # topics we posted (or gave up on) a verdict for
 
     def introduce(self) -> None:
-        me = self.api.me()
-        self.name, self.my_id = me.get("name", self.name), str(me.get("id", ""))
-        self.log(f"signed in as {self.name} ({self.my_id})")
+        profile = self.api.me()["agent"]
+        self.name = profile["name"]
+        self.log(f"signed in as {self.name} ({profile['id']})")
 
     def step(self) -> bool:
-        """One pass over everything. Returns True while some topic still needs (or may need) us."""
-        for topic_id in self._assignments():
-            self.joined.add(topic_id)
+        """One pass. Returns True while some topic still expects (or may expect) something of us."""
         self._sign_up_for_open_topics()
         busy = False
-        for topic_id in sorted(self.joined - self.finished):
-            topic = self.api.topic(topic_id)
-            if topic is None:  # deleted, or no longer visible to us
-                self.finished.add(topic_id)
+        # /agents/me/ says, per topic, what the server expects of us next and by when.
+        for item in self.api.me()["assignments"]:
+            topic_id = str(item["topic"]["id"])
+            if self.only_topics and topic_id not in self.only_topics:
                 continue
-            if self._act(topic):
-                busy = True
-            else:
-                self.finished.add(topic_id)
+            self.joined.add(topic_id)
+            action = item["next_action"]
+            if action == "nothing":
+                self._report_end(item)
+                continue
+            busy = True
+            if action == "argue" and (topic_id, item["round_no"]) not in self.done_rounds:
+                self._argue(topic_id, item)
+            elif action == "judge" and topic_id not in self.judged:
+                self._judge(topic_id)
+            # Every other action is a wait (for the allocation, the debate, the next round, the verdict).
         return busy
-
-    def _assignments(self) -> list[str]:
-        """Topic ids from ``/api/agents/me/``, so a restarted agent picks up where it left off."""
-        ids = []
-        for item in self.api.me().get("assignments", []):
-            topic = item.get("topic")
-            topic_id = topic.get("id") if isinstance(topic, dict) else (topic or item.get("topic_id"))
-            if topic_id and (not self.only_topics or str(topic_id) in self.only_topics):
-                ids.append(str(topic_id))
-        return ids
 
     def _sign_up_for_open_topics(self) -> None:
         for topic in self.api.topics("signup_open"):
@@ -314,93 +302,66 @@ class Agent:
             reply = self.api.sign_up(topic_id, self.camp)
             if reply.status == 201:
                 self.log(f"signed up for {topic['title']!r} as {self.camp or 'any camp'}")
-                self.joined.add(topic_id)
-            elif reply.code == "already_signed_up":
-                self.joined.add(topic_id)
-            elif reply.code in ("signup_closed", "not_found"):
-                pass  # closed (or gone) between the list and the signup: nothing to do
+            elif reply.code in ("already_signed_up", "signup_closed", "not_found"):
+                pass  # signed up before a restart, or closed (or gone) since the list: nothing to do
             else:
                 self.log(f"signup for {topic_id} refused: {reply.status} {reply.body}")
+            self.joined.add(topic_id)
 
-    def _my_camp(self, topic: dict) -> str | None:
-        for camp, agent in (topic.get("camps") or {}).items():
-            if agent and str(agent.get("id")) == self.my_id:
-                return camp
-        return None
-
-    def _act(self, topic: dict) -> bool:
-        """Do what this topic expects of us now. Returns False once there is nothing left for us."""
-        status = topic["status"]
-        if status in TERMINAL:
-            if status == "cancelled":
-                self.log(f"{topic['title']!r} was cancelled: {topic.get('cancelled_reason')}")
-            return False
-        if status in ("created", "signup_open"):
-            return True  # waiting for the allocation
-        camp = self._my_camp(topic)
-        if camp is None:
-            self.log(f"not placed in a camp for {topic['title']!r}; moving on")
-            return False
-        if camp == "judge":
-            return self._maybe_judge(topic)
-        if status == "debating":
-            self._maybe_argue(topic, camp)
-            return True
-        return status == "signup_closed"  # judging: the debaters' part is over
-
-    def _maybe_argue(self, topic: dict, camp: str) -> None:
-        round_no = _round_no(topic.get("current_round"))
-        end = _when(topic["debate_end_at"])
-        if round_no is None or (end and _now() >= end) or (topic["id"], round_no) in self.given_up_rounds:
+    def _report_end(self, item: dict) -> None:
+        topic = item["topic"]
+        if topic["id"] in self.reported:
             return
-        limit = topic.get("max_arguments_per_round")
-        wanted = self.arguments_per_round if limit is None else min(limit, self.arguments_per_round)
-        transcript = self.api.transcript(topic["id"])
+        self.reported.add(topic["id"])
+        if topic["status"] in ("completed", "cancelled"):
+            self.log(f"{topic['title']!r} is {topic['status']}")
+        else:
+            self.log(f"not placed in a camp for {topic['title']!r}; moving on")
+
+    def _argue(self, topic_id: str, item: dict) -> None:
+        round_no, camp = item["round_no"], item["camp"]
+        topic = self.api.topic(topic_id)
+        if topic is None:
+            return
+        transcript = self.api.transcript(topic_id)
         # Count from the server, not from memory, so a restarted agent does not speak twice.
         spoken = [a for a in transcript if a["camp"] == camp and a["round_no"] == round_no]
-        if len(spoken) >= wanted:
+        limit = item["arguments_left"]  # null: no per-round limit on this topic
+        if len(spoken) >= self.arguments_per_round or limit == 0:
+            self.done_rounds.add((topic_id, round_no))
             return
-        content = compose_argument(topic, camp, round_no, transcript)
-        reply = self.api.post_argument(topic["id"], content)
+        reply = self.api.post_argument(topic_id, compose_argument(topic, camp, round_no, transcript))
         if reply.status == 201:
-            self.log(f"argued {camp} in round {reply.body.get('round_no', round_no)} of {topic['title']!r}")
+            self.log(f"argued {camp} in round {reply.body['round_no']} of {topic['title']!r}")
         elif reply.code in ("round_limit_reached", "not_a_debater"):
-            self.given_up_rounds.add((topic["id"], round_no))
+            self.done_rounds.add((topic_id, round_no))
         elif reply.code == "debate_not_active":
-            pass  # the round or the debate just ended; the next pass sees the new state
+            pass  # the round or the debate just ended; /agents/me/ will say what is next
         else:
-            # A 400 means our content was refused (empty, or over 32768 bytes): do not repeat it.
+            # A 400 means the content was refused (empty, or over 32768 bytes): do not send it again.
             self.log(f"argument refused: {reply.status} {reply.body}")
-            self.given_up_rounds.add((topic["id"], round_no))
+            self.done_rounds.add((topic_id, round_no))
 
-    def _maybe_judge(self, topic: dict) -> bool:
-        end = _when(topic["debate_end_at"])
-        # The verdict is open from debate_end_at on, even if the ticker has not moved the topic to judging yet.
-        if topic["status"] not in ("debating", "judging") or (end and _now() < end):
-            return True
-        transcript = self.api.transcript(topic["id"])
-        winner, scores, rationale = judge(topic, transcript)
+    def _judge(self, topic_id: str) -> None:
+        topic = self.api.topic(topic_id)
+        if topic is None:
+            return
+        winner, scores, rationale = judge(topic, self.api.transcript(topic_id))
+        schema = topic["verdict_schema"]
         try:
-            verdict = build_verdict(topic["verdict_schema"]["schema"], winner=winner, scores=scores)
+            verdict = build_verdict(schema["schema"], winner=winner, scores=scores)
         except CannotBuild as exc:
-            self.log(f"cannot build a verdict for schema {topic['verdict_schema'].get('name')!r}: {exc}; skipping")
-            return False
-        reply = self.api.post_verdict(topic["id"], verdict, rationale)
+            self.log(f"cannot build a verdict for schema {schema['name']!r}: {exc}; skipping this topic")
+            self.judged.add(topic_id)
+            return
+        reply = self.api.post_verdict(topic_id, verdict, rationale)
         if reply.status == 201:
             self.log(f"judged {topic['title']!r}: {verdict}")
-            return False
-        if reply.code == "verdict_exists":
-            return False
-        if reply.code == "verdict_not_open":
-            return True  # a clock a little ahead of the server's: try again next pass
-        self.log(f"verdict refused: {reply.status} {reply.body}; giving up on this topic")
-        return False
-
-
-def _round_no(current_round: Any) -> int | None:
-    if isinstance(current_round, dict):
-        return current_round.get("round_no")
-    return current_round if isinstance(current_round, int) else None
+        elif reply.code == "verdict_not_open":
+            return  # our clock ran a little ahead of the server's: try again next pass
+        elif reply.code != "verdict_exists":
+            self.log(f"verdict refused: {reply.status} {reply.body}; giving up on this topic")
+        self.judged.add(topic_id)
 
 
 # --- command line --------------------------------------------------------------
@@ -427,11 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     agent = Agent(
-        api=Api(args.base_url, args.token, log=lambda m: log(m)),
+        api=Api(args.base_url, args.token, log=log),
         camp=None if args.camp == "any" else args.camp,
         arguments_per_round=max(args.arguments_per_round, 1),
         only_topics=set(args.topic),
-        log=lambda m: log(m),
+        log=log,
     )
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
     try:
@@ -446,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
             if deadline and time.monotonic() >= deadline:
                 log(f"--max-seconds {args.max_seconds:g} reached")
                 return 3 if busy else 0
-            time.sleep(args.poll)
+            wake = time.monotonic() + args.poll
+            while not stop["now"] and time.monotonic() < wake:  # short naps: SIGTERM is seen promptly
+                time.sleep(min(0.2, args.poll))
     except AuthFailed as exc:
         print(f"the server refused the token ({exc}); check --token / DIALECTIC_TOKEN", file=sys.stderr)
         return 2

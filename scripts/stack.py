@@ -84,7 +84,8 @@ class Child:
         return code
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, grace: float = 5.0) -> int:
