@@ -173,8 +173,6 @@ class Ticker:
         return self._drain("start_debate", Topic.objects.filter(status=S.SIGNUP_CLOSED), "debate_start_at", apply)
 
     def advance_rounds(self) -> int:
-        # One boundary per transaction; a topic several boundaries behind is
-        # found again further down the same drain (its new round closes later).
         due_rounds = Round.objects.filter(
             closed_at__isnull=True, topic__status=S.DEBATING, round_no__lt=F("topic__round_count") - 1
         )
@@ -182,7 +180,13 @@ class Ticker:
         def apply(topic: Topic, now: datetime) -> bool:
             return transitions.advance_round(topic, now=now)
 
-        return self._drain("advance_round", due_rounds, "closes_at", apply, topic_field="topic_id")
+        # One boundary per transaction. A topic several boundaries behind gets
+        # its next round only after this drain read the due rounds, so drain
+        # again until none is left: all boundaries before any debate's end.
+        done = 0
+        while found := self._drain("advance_round", due_rounds, "closes_at", apply, topic_field="topic_id"):
+            done += found
+        return done
 
     def end_debates(self) -> int:
         def apply(topic: Topic, now: datetime) -> bool:

@@ -196,6 +196,9 @@ def catch_up_rounds(topic: Topic, *, now: datetime) -> None:
 def end_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.DEBATING:
         raise TransitionError(f"topic {topic.pk}: cannot end the debate from {topic.status}")
+    # Boundaries nobody applied yet (a lagging ticker, or the verdict endpoint
+    # getting here first) come first, so every round exists and closes in order.
+    catch_up_rounds(topic, now=now)
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_close_open_round(topic, now=now))
 
 
