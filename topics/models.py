@@ -186,7 +186,9 @@ class Topic(models.Model):
         if self.round_count is not None and self.round_count < 1:
             errors["round_count"] = "A debate has at least one round."
         elif (
-            self.round_count
+            # An inverted debate window already has its own error; do not blame the rounds for it.
+            "debate_end_at" not in errors
+            and self.round_count
             and self.debate_start_at
             and self.debate_end_at
             and (self.debate_end_at - self.debate_start_at) / self.round_count < timedelta(seconds=1)
@@ -288,7 +290,7 @@ class Argument(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(content=""), name="argument_content_not_empty")]
 
     def __str__(self) -> str:
-        return f"{self.camp} in round {self.round_id}"
+        return f"{self.camp} argument #{self.pk}"
 
 
 class Verdict(models.Model):

@@ -1,0 +1,427 @@
+"""The staff side: agents and their tokens, verdict schemas, topics and their history.
+
+Status is never edited here. Cancelling goes through ``orchestrator.transitions``
+like the ticker and the API do; a topic edit locks the row and writes only the
+fields the form allowed, so it cannot overwrite a transition that happened
+while the page was open. docs/admin.md describes the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import connection, transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from orchestrator import transitions
+from topics import tokens
+from topics.forms import (
+    ROUND_FIELDS,
+    TIMELINE_FIELDS,
+    TOPIC_FORM_FIELDS,
+    CancelTopicsForm,
+    TopicAdminForm,
+    VerdictSchemaAdminForm,
+    editable_topic_fields,
+)
+from topics.models import (
+    Agent,
+    AgentToken,
+    Argument,
+    Camp,
+    Round,
+    Signup,
+    Topic,
+    TopicEvent,
+    TopicStatus,
+    Verdict,
+    VerdictSchema,
+)
+
+logger = logging.getLogger("topics.admin")
+
+admin.site.site_header = "Dialectic administration"
+admin.site.site_title = "Dialectic admin"
+admin.site.index_title = "Topics, agents and announcements"
+
+
+def _minute(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "—"
+
+
+class ParentViewPermissionMixin:
+    """Whoever may see the parent (topic or agent) may see its history rows."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        opts = self.parent_model._meta
+        return any(
+            request.user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}") for action in ("view", "change")
+        )
+
+
+class HistoryInline(ParentViewPermissionMixin, admin.TabularInline):
+    """Rows the orchestrator and the API write: staff inspect them and never edit them."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- topics -------------------------------------------------------------------
+
+
+class SignupInline(HistoryInline):
+    model = Signup
+    fields = readonly_fields = ("agent", "camp", "created_at")
+    # Removing a signup is the same as the agent withdrawing, so it is allowed
+    # exactly while an agent could withdraw: before the allocator has run.
+    can_delete = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Signup]:
+        return super().get_queryset(request).select_related("agent")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Topic | None = None) -> bool:
+        return (
+            obj is not None
+            and obj.status in (TopicStatus.CREATED, TopicStatus.SIGNUP_OPEN)
+            and request.user.has_perm("topics.change_topic")
+        )
+
+
+class CampInline(HistoryInline):
+    model = Camp
+    fields = readonly_fields = ("camp", "agent")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Camp]:
+        return super().get_queryset(request).select_related("agent")
+
+
+class RoundInline(HistoryInline):
+    model = Round
+    fields = readonly_fields = ("round_no", "opens_at", "closes_at", "closed_at")
+
+
+class ArgumentInline(HistoryInline):
+    model = Argument
+    fields = readonly_fields = ("round_no", "camp", "agent", "content", "created_at")
+    verbose_name_plural = "transcript"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Argument]:
+        return super().get_queryset(request).select_related("round", "agent")
+
+    @admin.display(description="round")
+    def round_no(self, argument: Argument) -> int:
+        return argument.round.round_no
+
+
+class VerdictInline(ParentViewPermissionMixin, admin.StackedInline):
+    model = Verdict
+    fields = readonly_fields = ("judge", "verdict", "rationale", "created_at")
+    can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Verdict]:
+        return super().get_queryset(request).select_related("judge")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TopicEventInline(HistoryInline):
+    model = TopicEvent
+    fields = readonly_fields = ("seq", "kind", "data", "created_at")
+    verbose_name_plural = "event log"
+    ordering = ("seq",)
+
+
+STATE_FIELDS = ("status", "cancelled_reason", "id", "created_at", "event_seq")
+
+
+@admin.register(Topic)
+class TopicAdmin(admin.ModelAdmin):
+    form = TopicAdminForm
+    list_display = ("title", "status", "visibility", "timeline", "round_count", "verdict_schema", "created_at")
+    list_filter = ("status", "visibility", "verdict_schema")
+    search_fields = ("title", "summary")
+    search_help_text = "Title or summary words, or a topic id."
+    list_select_related = ("verdict_schema",)
+    actions = ["cancel_with_reason"]
+    inlines = [SignupInline, CampInline, RoundInline, ArgumentInline, VerdictInline, TopicEventInline]
+
+    def get_inlines(self, request: HttpRequest, obj: Topic | None = None) -> list[type[admin.options.InlineModelAdmin]]:
+        # A topic being added has no history yet.
+        return self.inlines if obj is not None else []
+
+    def get_fieldsets(self, request: HttpRequest, obj: Topic | None = None):
+        fieldsets = [
+            (None, {"fields": ("title", "summary", "visibility", "verdict_schema")}),
+            (
+                "Timeline (UTC)",
+                {
+                    "fields": TIMELINE_FIELDS,
+                    "description": "signup opens ≤ signup closes ≤ debate starts < debate ends < verdict due. "
+                    "Once signup has opened, only moments still ahead can move, and only to the future.",
+                },
+            ),
+            ("Rounds", {"fields": ROUND_FIELDS}),
+        ]
+        if obj is not None:
+            fieldsets.append(("State (changed only by the orchestrator)", {"fields": STATE_FIELDS}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Topic | None = None) -> tuple[str, ...]:
+        editable = editable_topic_fields(obj)
+        return (*STATE_FIELDS, *(name for name in TOPIC_FORM_FIELDS if name not in editable))
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # The create_topic command's defaults: signup opens now for 10 minutes, a 30-minute debate.
+        initial = super().get_changeform_initial_data(request)
+        opens = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+        defaults = {
+            "signup_open_at": opens,
+            "signup_close_at": opens + timedelta(minutes=10),
+            "debate_start_at": opens + timedelta(minutes=10),
+            "debate_end_at": opens + timedelta(minutes=40),
+        }
+        return {**defaults, **initial}
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Topic | None:
+        topic = super().get_object(request, object_id, from_field)
+        # A save runs in the admin's transaction: hold the row lock from the
+        # read to the write, so the form is validated against the status the
+        # ticker cannot change underneath it.
+        if topic is not None and request.method == "POST" and connection.in_atomic_block:
+            topic = transitions.lock_topic(topic.pk)
+        return topic
+
+    def save_model(self, request: HttpRequest, obj: Topic, form: TopicAdminForm, change: bool) -> None:
+        if not change:
+            obj.save()
+            return
+        # Only what the form changed: status, cancelled_reason and event_seq belong to the transitions.
+        update_fields = [name for name in form.changed_data if name in TOPIC_FORM_FIELDS]
+        if update_fields:
+            obj.save(update_fields=update_fields)
+
+    def has_change_permission(self, request: HttpRequest, obj: Topic | None = None) -> bool:
+        # Finished topics are history: their pages are read-only.
+        if obj is not None and obj.is_terminal:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Topic | None = None) -> bool:
+        # Only a topic nobody has heard of yet; afterwards cancel it and keep the record.
+        # (None is the changelist's bulk delete, which is therefore not offered.)
+        if obj is None or obj.status != TopicStatus.CREATED:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Topic], search_term: str):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            topic_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return results, may_have_duplicates
+        # Logs and the API name topics by id; let staff paste one.
+        return results | queryset.filter(pk=topic_id), may_have_duplicates
+
+    @admin.display(description="timeline (UTC)")
+    def timeline(self, topic: Topic) -> str:
+        parts = [
+            f"signup {_minute(topic.signup_open_at)} → {_minute(topic.signup_close_at)}",
+            f"debate {_minute(topic.debate_start_at)} → {_minute(topic.debate_end_at)}",
+        ]
+        if topic.verdict_due_at:
+            parts.append(f"verdict by {_minute(topic.verdict_due_at)}")
+        return " · ".join(parts)
+
+    @admin.action(description="Cancel selected topics with a reason…", permissions=["change"])
+    def cancel_with_reason(self, request: HttpRequest, queryset: QuerySet[Topic]) -> TemplateResponse | None:
+        form = CancelTopicsForm(request.POST if "confirm_cancel" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            self._cancel_each(request, list(queryset.values_list("pk", flat=True)), form.cleaned_data["reason"])
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel topics",
+            "opts": self.opts,
+            "form": form,
+            "topics": queryset.order_by("title"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/topics/topic/cancel_selected_confirmation.html", context)
+
+    def _cancel_each(self, request: HttpRequest, topic_ids: list[uuid.UUID], reason: str) -> None:
+        # One short transaction per topic with its row lock, like the ticker: a
+        # topic the ticker holds is waited for, and one failure stops no other.
+        cancelled: list[Topic] = []
+        finished: list[Topic] = []
+        for topic_id in topic_ids:
+            try:
+                with transaction.atomic(durable=True):
+                    topic = transitions.lock_topic(topic_id)
+                    if topic is None:
+                        continue
+                    if topic.is_terminal:
+                        finished.append(topic)
+                        continue
+                    transitions.cancel(topic, reason=reason, now=timezone.now())
+                    self.log_change(request, topic, f"Cancelled: {reason}")
+                cancelled.append(topic)
+            except (transitions.TransitionError, transitions.StaleTopic) as exc:
+                logger.warning("admin cancel of topic %s failed: %s", topic_id, exc)
+                self.message_user(request, f"Could not cancel topic {topic_id}: {exc}", messages.ERROR)
+        if cancelled:
+            titles = ", ".join(f"“{t.title}”" for t in cancelled)
+            self.message_user(request, f"Cancelled {len(cancelled)} topic(s): {titles}.", messages.SUCCESS)
+        if finished:
+            listed = ", ".join(f"“{t.title}” ({t.get_status_display().lower()})" for t in finished)
+            self.message_user(
+                request, f"{len(finished)} topic(s) already finished, left as they were: {listed}.", messages.WARNING
+            )
+
+
+# --- verdict schemas ------------------------------------------------------------
+
+
+@admin.register(VerdictSchema)
+class VerdictSchemaAdmin(admin.ModelAdmin):
+    form = VerdictSchemaAdminForm
+    list_display = ("name", "description", "topic_count")
+    search_fields = ("name", "description")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[VerdictSchema]:
+        return super().get_queryset(request).annotate(topic_count=Count("topics"))
+
+    @staticmethod
+    def is_frozen(schema: VerdictSchema | None) -> bool:
+        # Announced topics told agents this schema and verdicts were checked against it.
+        return schema is not None and schema.topics.exclude(status=TopicStatus.CREATED).exists()
+
+    def get_fields(self, request: HttpRequest, obj: VerdictSchema | None = None) -> tuple[str, ...]:
+        if self.is_frozen(obj):
+            return ("name", "schema_document", "description")
+        return ("name", "schema", "description")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: VerdictSchema | None = None) -> tuple[str, ...]:
+        # "schema" too, so the form drops its declared field; the page shows schema_document instead.
+        return ("name", "schema", "schema_document") if self.is_frozen(obj) else ()
+
+    @admin.display(description="topics", ordering="topic_count")
+    def topic_count(self, schema: VerdictSchema) -> int:
+        return schema.topic_count
+
+    @admin.display(description="schema (frozen: announced topics use it; add a new schema to change it)")
+    def schema_document(self, schema: VerdictSchema) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(schema.schema, ensure_ascii=False, indent=2))
+
+
+# --- agents ---------------------------------------------------------------------
+
+
+class AgentTokenInline(HistoryInline):
+    """Tokens are issued and revoked by the agent actions; the digest is never shown."""
+
+    model = AgentToken
+    fields = readonly_fields = ("token", "created_at", "last_used_at", "revoked_at")
+
+    @admin.display(description="token")
+    def token(self, token: AgentToken) -> str:
+        return str(token)
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "is_active", "live_tokens", "created_at", "last_seen_at")
+    list_filter = ("is_active", "owner")
+    search_fields = ("name", "owner", "=tokens__prefix")
+    search_help_text = "Name, owner, or a token prefix (the part after dlc_)."
+    readonly_fields = ("id", "created_at", "last_seen_at")
+    inlines = [AgentTokenInline]
+    actions = ["issue_token", "revoke_tokens"]
+    change_form_template = "admin/topics/agent/change_form.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Agent]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(live_token_count=Count("tokens", filter=Q(tokens__revoked_at__isnull=True)))
+        )
+
+    def get_fields(self, request: HttpRequest, obj: Agent | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("name", "owner", "is_active")
+        return ("name", "owner", "is_active", "id", "created_at", "last_seen_at")
+
+    @admin.display(description="live tokens", ordering="live_token_count")
+    def live_tokens(self, agent: Agent) -> int:
+        return agent.live_token_count
+
+    @admin.action(description="Issue a token (shown once)", permissions=["change"])
+    def issue_token(self, request: HttpRequest, queryset: QuerySet[Agent]) -> TemplateResponse | None:
+        issued: list[tuple[Agent, str]] = []
+        inactive: list[str] = []
+        for agent in queryset.order_by("name"):
+            if not agent.is_active:
+                inactive.append(agent.name)
+                continue
+            with transaction.atomic():
+                raw = tokens.token_issue(agent=agent)
+                prefix, _secret = tokens.parse_token(raw)
+                # The audit trail names the prefix only: the secret exists in this response and nowhere else.
+                self.log_change(request, agent, f"Issued token {tokens.TOKEN_PREFIX}_{prefix}_…")
+            issued.append((agent, raw))
+        if inactive:
+            self.message_user(
+                request,
+                f"No token issued for inactive agent(s) {', '.join(inactive)}: it would not authenticate. "
+                "Activate them first.",
+                messages.WARNING,
+            )
+        if not issued:
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New agent tokens",
+            "opts": self.opts,
+            "issued": issued,
+            "media": self.media,
+        }
+        # Admin views already send never-cache headers; the page is the only copy of the secret.
+        return TemplateResponse(request, "admin/topics/agent/issued_tokens.html", context)
+
+    @admin.action(description="Revoke all tokens", permissions=["change"])
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        revoked = 0
+        agents = list(queryset)
+        for agent in agents:
+            with transaction.atomic():
+                count = tokens.tokens_revoke(agent=agent)
+                if count:
+                    self.log_change(request, agent, f"Revoked {count} token(s)")
+            revoked += count
+        self.message_user(request, f"Revoked {revoked} token(s) of {len(agents)} agent(s).", messages.SUCCESS)
