@@ -1,0 +1,135 @@
+"""Real ticker processes delivering one outbox: no double sends between them, nothing lost to a SIGKILL."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import signal
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.apps import apps
+from django.db import connection
+from django.utils import timezone
+
+from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
+from fabric_bridge.outbox import build_payload
+from tests.fabric_server import FabricServer, Reply, fabric_env
+from tests.support import ManageProcess, child_env, wait_for
+from topics.models import Topic, VerdictSchema
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ATTEMPTED = re.compile(r"(\d+) announcements attempted")
+
+
+def seed_announcements(count: int) -> list[str]:
+    """``count`` pending, due announcements for topics far in the future (the tickers only deliver)."""
+    now = timezone.now()
+    # An earlier transactional test's flush removed the migration's row.
+    importlib.import_module("topics.migrations.0002_winner_schema").create_winner(apps, None)
+    schema = VerdictSchema.objects.get(name="winner")
+    day = timedelta(days=1)
+    topics = [
+        Topic(
+            id=uuid.uuid4(),
+            title=f"Backlog {i}",
+            signup_open_at=now + day,
+            signup_close_at=now + 2 * day,
+            debate_start_at=now + 3 * day,
+            debate_end_at=now + 4 * day,
+            verdict_schema=schema,
+        )
+        for i in range(count)
+    ]
+    Topic.objects.bulk_create(topics, batch_size=500)
+    rows = [
+        Announcement(
+            topic=topic,
+            kind=AnnouncementKind.SIGNUP_OPENED,
+            payload=build_payload(topic, AnnouncementKind.SIGNUP_OPENED),
+            next_attempt_at=now - timedelta(seconds=1),
+        )
+        for topic in topics
+    ]
+    Announcement.objects.bulk_create(rows, batch_size=500)
+    return sorted(str(row.id) for row in rows)
+
+
+@pytest.fixture
+def server():
+    fabric = FabricServer().start()
+    yield fabric
+    fabric.stop()
+
+
+def ticker_env(server: FabricServer, **overrides: str) -> dict[str, str]:
+    return child_env(fabric_env(server, **overrides))
+
+
+@pytest.mark.parametrize(
+    ("tickers", "count"),
+    [
+        pytest.param(4, 500, marks=pytest.mark.mariadb, id="4 tickers, MariaDB"),
+        pytest.param(2, 200, id="2 tickers"),
+    ],
+)
+def test_concurrent_tickers_send_each_announcement_exactly_once(server, tickers, count):
+    if connection.vendor == "mysql" and tickers == 2:
+        pytest.skip("MariaDB runs the 4-ticker case")
+    ids = seed_announcements(count)
+    # A few milliseconds per answer, so the tickers' deliveries overlap instead of one finishing first.
+    server.default = Reply(201, delay=0.005)
+    # Budget large enough for one pass to drain the whole backlog alone.
+    env = ticker_env(server, FABRIC_DELIVERY_BUDGET="60s")
+
+    procs = [ManageProcess("run_ticker", "--once", env=env) for _ in range(tickers)]
+    try:
+        for proc in procs:
+            assert proc.wait(timeout=120) == 0, proc.describe()
+        attempted = [sum(map(int, ATTEMPTED.findall(proc.stderr))) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.close()
+
+    keys = Counter(server.keys())
+    assert sorted(keys) == ids
+    assert set(keys.values()) == {1}, [k for k, n in keys.items() if n > 1]
+    # What the tickers say they attempted adds up to what the server saw: no send went unreported.
+    assert sum(attempted) == count, attempted
+    assert Announcement.objects.filter(status=AnnouncementStatus.SENT, attempts=1).count() == count
+
+
+def test_a_ticker_killed_mid_delivery_loses_nothing(server):
+    ids = seed_announcements(60)
+    # The 26th request hangs: the ticker is inside a send, with the rest of its batch claimed.
+    server.script(*[Reply(201)] * 25, Reply.hanging())
+    # Short timeouts and budget keep the claim lease (2 x (budget + connect + read) = 4.4s) short;
+    # the hang is seen within milliseconds, long before its 1s read timeout.
+    env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="1s", FABRIC_DELIVERY_BUDGET="1s")
+
+    with ManageProcess("run_ticker", "--interval", "100ms", env=env) as first:
+        wait_for(lambda: len(server.requests()) >= 26, timeout=60, message="the hanging send")
+        first.kill()
+    server.unhang()
+    hung = server.requests()[25].key
+    leased = Announcement.objects.filter(status=AnnouncementStatus.PENDING, attempts=1).count()
+    assert leased >= 1, "the killed ticker left its claimed batch leased"
+
+    env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="200ms", FABRIC_DELIVERY_BUDGET="1s")
+    with ManageProcess("run_ticker", "--interval", "100ms", env=env) as second:
+        wait_for(
+            lambda: Announcement.objects.filter(status=AnnouncementStatus.SENT).count() == 60,
+            timeout=60,
+            message="every announcement sent after the restart",
+        )
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=10) == 0, second.describe()
+
+    keys = Counter(server.keys())
+    assert sorted(keys) == ids
+    # Only the send the kill interrupted went twice, with the same Idempotency-Key.
+    assert {k: n for k, n in keys.items() if n > 1} == {hung: 2}
+    assert Announcement.objects.get(pk=hung).attempts == 2
