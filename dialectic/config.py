@@ -92,6 +92,9 @@ def env_db(name: str, default: str) -> dict:
     engine = config.get("ENGINE", "")
     if engine not in ("django.db.backends.sqlite3", "django.db.backends.mysql"):
         raise ImproperlyConfigured(f"{name}: unsupported database {raw.split(':', 1)[0]!r}; use sqlite:// or mysql://")
+    if engine == "django.db.backends.mysql" and not config.get("NAME"):
+        # Not echoing the URL: it may carry the password.
+        raise ImproperlyConfigured(f"{name}: the mysql:// URL names no database (mysql://user:pass@host:3306/NAME)")
     return config
 
 

@@ -9,8 +9,13 @@ from dialectic.config import env, env_bool, env_cache, env_db, env_duration, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-if (BASE_DIR / ".env").exists():
-    environ.Env.read_env(BASE_DIR / ".env")
+# Variables already in the environment win over the file. DJANGO_ENV_FILE points
+# elsewhere (tests, several checkouts on one machine); if set, the file must exist.
+_env_file = env.str("DJANGO_ENV_FILE", default="")
+if _env_file and not Path(_env_file).is_file():
+    raise ImproperlyConfigured(f"DJANGO_ENV_FILE={_env_file!r} is not a file")
+if Path(_env_file or BASE_DIR / ".env").is_file():
+    environ.Env.read_env(Path(_env_file or BASE_DIR / ".env"))
 
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
