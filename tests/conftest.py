@@ -9,7 +9,8 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.fabric_server import FabricServer
-from topics.models import Agent, Topic, VerdictSchema
+from tests.support import ensure_winner_schema
+from topics.models import Agent, Topic
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,7 +27,7 @@ def now():
 
 @pytest.fixture
 def winner_schema(db):
-    return VerdictSchema.objects.get(name="winner")
+    return ensure_winner_schema()
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def make_agent(db):
 
 
 @pytest.fixture
-def make_topic(db, now):
+def make_topic(db, now, winner_schema):
     """A topic whose timeline is relative to ``now``: by default signup is open now."""
 
     def make(
@@ -59,6 +60,7 @@ def make_topic(db, now):
         debate_start_at = signup_close_at + gap
         debate_end_at = debate_start_at + debate_for
         fields.setdefault("title", "Should agents debate?")
+        fields.setdefault("verdict_schema", winner_schema)
         return Topic.objects.create(
             signup_open_at=signup_open_at,
             signup_close_at=signup_close_at,

@@ -12,6 +12,7 @@ line per transition) would block on a full pipe buffer.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -23,12 +24,23 @@ from pathlib import Path
 from typing import IO, TypeVar
 from urllib.parse import quote
 
+from django.apps import apps
 from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 MANAGE_PY = BASE_DIR / "manage.py"
 
 T = TypeVar("T")
+
+
+def ensure_winner_schema():
+    """The migration's default ``winner`` verdict schema, re-created if needed.
+
+    A ``transaction=True`` test ends with a flush that deletes rows written by
+    data migrations, so any later test may find it gone.
+    """
+    importlib.import_module("topics.migrations.0002_winner_schema").create_winner(apps, None)
+    return apps.get_model("topics", "VerdictSchema").objects.get(name="winner")
 
 
 def child_database_url() -> str:
