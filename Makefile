@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench demo clean
+.PHONY: install run test lint format migrate bench bench-fabric demo clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ demo: install
 # The suite on whatever DATABASE_URL says (SQLite when unset).
 test: install
 	$(BIN)/pytest
+
+# Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
+# SQLite in /tmp unless DATABASE_URL says otherwise.
+bench-fabric: install
+	$(BIN)/python bench/bench_fabric.py
 
 lint: install
 	$(BIN)/ruff check .

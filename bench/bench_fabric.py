@@ -1,0 +1,177 @@
+"""Fabric delivery benchmark: how fast real ticker processes drain the outbox, and what a hanging Fabric costs.
+
+    make bench-fabric                                   # SQLite file in /tmp
+    DATABASE_URL=mysql://root@127.0.0.1:3306/dialectic_bench make bench-fabric
+
+Method: a local stand-in for Fabric (``tests/fabric_server.py``: a threaded
+HTTP server on 127.0.0.1 that records every request) answers 201, with a
+chosen latency. The outbox is seeded with N pending announcements, then K
+``manage.py run_ticker --once`` processes start together. Reported: wall
+time (process start to last exit, Python startup included), the server-side
+span (first to last request received) and the delivery rate over that
+span, and duplicates (keys received more than once; must be 0). Then one
+ticker pass against a Fabric that never answers, with a backlog queued:
+the pass time it reports and the requests Fabric saw.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/dialectic-bench-fabric.sqlite3")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus  # noqa: E402
+from fabric_bridge.outbox import build_payload  # noqa: E402
+from tests.fabric_server import FabricServer, Reply, fabric_env  # noqa: E402
+from topics.models import Topic, VerdictSchema  # noqa: E402
+
+PASS_LINE = re.compile(r"announcements attempted in ([\d.]+)s")
+TITLE = "fabric-bench"
+
+
+def reset() -> None:
+    Topic.objects.filter(title__startswith=TITLE).delete()  # cascades to their announcements
+
+
+def seed(count: int) -> None:
+    reset()
+    now = timezone.now()
+    day = timedelta(days=1)
+    schema = VerdictSchema.objects.get(name="winner")
+    topics = [
+        Topic(
+            id=uuid.uuid4(),
+            title=f"{TITLE} {i}",
+            signup_open_at=now + day,
+            signup_close_at=now + 2 * day,
+            debate_start_at=now + 3 * day,
+            debate_end_at=now + 4 * day,
+            verdict_schema=schema,
+        )
+        for i in range(count)
+    ]
+    Topic.objects.bulk_create(topics, batch_size=500)
+    Announcement.objects.bulk_create(
+        [
+            Announcement(
+                topic=t,
+                kind=AnnouncementKind.SIGNUP_OPENED,
+                payload=build_payload(t, AnnouncementKind.SIGNUP_OPENED),
+                next_attempt_at=now - timedelta(seconds=1),
+            )
+            for t in topics
+        ],
+        batch_size=500,
+    )
+
+
+def tickers(count: int, env: dict[str, str]) -> tuple[float, list[str]]:
+    """Start ``count`` one-pass tickers together; wall time until the last exits, and their stderr."""
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(BASE_DIR / "manage.py"), "run_ticker", "--once"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    outputs = [proc.communicate(timeout=600)[1] for proc in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            raise SystemExit(f"ticker exited {proc.returncode}:\n{output}")
+    return time.monotonic() - started, outputs
+
+
+def throughput(count: int, ticker_count: int, latency: float) -> dict:
+    seed(count)
+    server = FabricServer().start()
+    server.default = Reply(201, delay=latency)
+    env = {**os.environ, **fabric_env(server, FABRIC_DELIVERY_BUDGET="10m"), "LOG_LEVEL": "INFO"}
+    try:
+        wall, _ = tickers(ticker_count, env)
+    finally:
+        server.stop()
+    received = server.requests()
+    keys = Counter(r.key for r in received)
+    sent = Announcement.objects.filter(topic__title__startswith=TITLE, status=AnnouncementStatus.SENT).count()
+    span = received[-1].at - received[0].at if len(received) > 1 else 0.0
+    return {
+        "wall": wall,
+        "span": span,
+        "rate": len(received) / span if span else float("nan"),
+        "received": len(received),
+        "sent": sent,
+        "duplicates": sum(n - 1 for n in keys.values()),
+    }
+
+
+def hanging(backlog: int, read_timeout: str) -> dict:
+    seed(backlog)
+    server = FabricServer().start()
+    server.default = Reply.hanging()
+    env = {
+        **os.environ,
+        **fabric_env(server, FABRIC_READ_TIMEOUT=read_timeout, FABRIC_CONNECT_TIMEOUT="1s"),
+        "LOG_LEVEL": "INFO",
+    }
+    try:
+        wall, outputs = tickers(1, env)
+    finally:
+        server.stop()
+    match = PASS_LINE.search(outputs[0])
+    return {"wall": wall, "pass": float(match.group(1)) if match else float("nan"), "received": len(server.requests())}
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    database = f"{connection.vendor} ({connection.settings_dict['NAME']})"
+    print(f"Fabric delivery benchmark — {database}, {os.cpu_count()} CPUs")
+    print(__doc__.split("Method:", 1)[1].strip().replace("\n", " "))
+    print()
+    columns = ("backlog", "latency", "tickers", "wall s", "span s", "sends/s")
+    print(" ".join(f"{c:>8}" for c in columns), f"{'sent':>6} {'dupes':>6}")
+    for count, latency in ((2000, 0.0), (500, 0.02)):
+        for ticker_count in (1, 2, 4):
+            r = throughput(count, ticker_count, latency)
+            print(
+                f"{count:>8} {latency * 1000:>6.0f}ms {ticker_count:>8} {r['wall']:>8.2f} {r['span']:>8.2f}"
+                f" {r['rate']:>8.0f} {r['sent']:>6} {r['duplicates']:>6}"
+            )
+            if r["sent"] != count or r["duplicates"]:
+                raise SystemExit("FAILED: not every announcement was sent exactly once")
+    print()
+    r = hanging(200, "2s")
+    print(
+        f"Hanging Fabric, 200 queued, read timeout 2s, connect 1s: one pass took {r['pass']:.2f}s"
+        f" (process wall {r['wall']:.2f}s); Fabric saw {r['received']} request(s)."
+    )
+    reset()
+
+
+if __name__ == "__main__":
+    main()
