@@ -14,6 +14,7 @@ from django.apps import apps
 from django.db import connection
 from django.utils import timezone
 
+from fabric_bridge.config import REQUIRED
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from fabric_bridge.outbox import build_payload
 from tests.fabric_server import FabricServer, Reply, fabric_env
@@ -133,3 +134,15 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
     # Only the send the kill interrupted went twice, with the same Idempotency-Key.
     assert {k: n for k, n in keys.items() if n > 1} == {hung: 2}
     assert Announcement.objects.get(pk=hung).attempts == 2
+
+
+def test_ticker_names_the_missing_fabric_variables_once_at_startup():
+    env = child_env({"FABRIC_GUILD_BASE_URL": "https://fabric.example"}, drop=REQUIRED)
+    with ManageProcess("run_ticker", "--once", env=env) as ticker:
+        assert ticker.wait(timeout=60) == 0, ticker.describe()
+        lines = [line for line in ticker.stderr.splitlines() if "fabric announcements" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        "fabric announcements disabled: missing FABRIC_ANNOUNCE_CHANNEL_ID, FABRIC_SYSTEM_API_KEY, "
+        "FABRIC_BOT_BEARER_TOKEN"
+    )
