@@ -687,3 +687,77 @@ def test_agent_list_filters_and_prefix_search(staff_client, make_agent):
     assert listed("?owner=lab-a") == [("alpha", 2)]
     assert listed(f"?q={prefix}") == [("alpha", 2)]
     assert listed("?q=lab-b") == [("beta", 0)]
+
+
+def test_view_only_staff_see_history_but_change_nothing(client, debated_topic, make_topic, make_agent):
+    from django.contrib.auth.models import Permission
+
+    viewer = get_user_model().objects.create_user("viewer", password="a-long-viewer-password", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__in=["view_topic", "view_agent"]))
+    client.force_login(viewer)
+    response = client.get(change_url(debated_topic))
+    assert response.status_code == 200
+    assert {f.formset.prefix for f in response.context["inline_admin_formsets"]} >= {"arguments", "events"}
+    assert "a polynomial parrot" in response.content.decode()
+    fresh = make_topic(title="Fresh")
+    assert client.post(change_url(fresh), {"title": "Nope"}).status_code == 403
+    assert client.get(TOPICS).context["action_form"] is None  # no actions offered
+    agent = make_agent("viewed")
+    tokens.token_issue(agent=agent)
+    response = client.get(change_url(agent))
+    assert response.status_code == 200 and "dlc_" in response.content.decode()
+    assert "Issue a token" not in response.content.decode()
+    response = client.post(AGENTS, {"action": "issue_token", "_selected_action": [str(agent.pk)]})
+    assert agent.tokens.count() == 1
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_result(make_topic, make_agent, now):
+    """The ticker closes signup while a staff save is in flight: the save waits for the row lock, then
+    sees signup_closed, where signup_close_at is no longer editable, and leaves it alone."""
+    import threading
+
+    from django.test import Client
+
+    from tests.support import wait_for
+
+    get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
+    topic = make_topic(signup_for=timedelta(minutes=10), gap=timedelta(minutes=30))
+    walk(topic, transitions.open_signup, now=now)
+    for camp in ("pro", "con", "judge"):
+        Signup.objects.create(topic=topic, agent=make_agent(), camp=camp)
+    admin = Client()
+    assert admin.login(username="staff", password="a-long-staff-password")
+    later = topic.signup_close_at + timedelta(minutes=5)
+    data = browser_form(admin.get(change_url(topic)), "topic_form")  # rendered while signup is open
+    data.update(
+        {"title": ["Renamed mid-transition"], **{k: [v] for k, v in timeline_fields(signup_close_at=later).items()}}
+    )
+    responses = []
+
+    def save() -> None:
+        try:
+            responses.append(admin.post(change_url(topic), data))
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        locked = transitions.lock_topic(topic.pk)  # the "ticker" holds the row
+        saver = threading.Thread(target=save)
+        saver.start()
+
+        def admin_is_waiting() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT trx_state FROM information_schema.INNODB_TRX")
+                return any(state == "LOCK WAIT" for (state,) in cursor.fetchall())
+
+        # INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without readers: poll slower than that.
+        wait_for(admin_is_waiting, timeout=20, interval=0.25, message="the admin save never waited for the row lock")
+        transitions.close_signup(locked, now=now, rng=random.Random(4))
+    saver.join(timeout=30)
+    assert responses and responses[0].status_code == 302
+    topic_after = Topic.objects.get(pk=topic.pk)
+    assert topic_after.status == TopicStatus.SIGNUP_CLOSED
+    assert topic_after.title == "Renamed mid-transition"
+    assert topic_after.signup_close_at == topic.signup_close_at  # not moved after signup had closed
