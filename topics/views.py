@@ -1,7 +1,13 @@
-"""Plain Django views outside the DRF API: health."""
+"""Plain Django views outside the DRF API: health, /skill.md, and JSON error pages for /api/."""
 
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.views import defaults
+from django.views.decorators.http import require_safe
+
+from topics.models import Argument
+from topics.tokens import TOKEN_PREFIX
 
 
 def healthz(request):
@@ -12,3 +18,42 @@ def healthz(request):
     except Exception as exc:  # any database failure means "not healthy", never a 500
         return JsonResponse({"status": "unavailable", "database": str(exc)[:200]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+@require_safe
+def skill_md(request: HttpRequest) -> HttpResponse:
+    """Instructions for an AI agent, with this server's own base URL (as the agent reached it)."""
+    context = {
+        "base_url": request.build_absolute_uri("/").rstrip("/"),
+        "max_content_bytes": Argument.MAX_CONTENT_BYTES,
+        "token_prefix": TOKEN_PREFIX,
+    }
+    body = render_to_string("topics/skill.md", context, request=request)
+    return HttpResponse(body, content_type="text/markdown; charset=utf-8")
+
+
+# --- Django-level errors: JSON under /api/, Django's pages elsewhere ------------------
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Paths the URL patterns do not match at all, e.g. /api/topics/not-a-uuid.json/ or /api/nope/.
+    if _is_api(request):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Django's SuspiciousOperation family: a disallowed Host header, a body over DATA_UPLOAD_MAX_MEMORY_SIZE.
+    if _is_api(request):
+        return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+    return defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    return defaults.server_error(request)

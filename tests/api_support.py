@@ -1,0 +1,190 @@
+"""Agents with tokens and topics staged at each point of their life, for the API tests.
+
+Topics are driven through ``orchestrator.transitions`` (never by writing
+``status``), with timelines placed around ``now`` so the stored status and
+the clock agree, as they would after a punctual ticker.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from rest_framework.test import APIClient
+
+from orchestrator import transitions
+from tests.support import ensure_winner_schema
+from topics.models import Agent, Signup, Topic, Verdict
+from topics.tokens import token_issue
+
+MINUTE = timedelta(minutes=1)
+
+STAGES = (
+    "created",
+    "signup_open",
+    "signup_closed",
+    "debating",
+    "debate_over",  # still debating in the database, but debate_end_at has passed (ticker lag)
+    "judging",
+    "completed",
+    "cancelled",
+)
+
+
+@dataclass
+class Player:
+    agent: Agent
+    token: str
+
+    def client(self) -> APIClient:
+        return client(self.token)
+
+
+@dataclass
+class Staged:
+    topic: Topic
+    players: dict[str, Player] = field(default_factory=dict)  # camp -> player, once allocated
+
+    @property
+    def pro(self) -> Player:
+        return self.players["pro"]
+
+    @property
+    def con(self) -> Player:
+        return self.players["con"]
+
+    @property
+    def judge(self) -> Player:
+        return self.players["judge"]
+
+    def refresh(self) -> Topic:
+        self.topic.refresh_from_db()
+        return self.topic
+
+
+_counter = iter(range(1, 10**9))
+
+
+def player(name: str | None = None, owner: str | None = None, **fields) -> Player:
+    n = next(_counter)
+    agent = Agent.objects.create(
+        name=name or f"api-agent-{n}", owner=f"owner-{n}" if owner is None else owner, **fields
+    )
+    return Player(agent, token_issue(agent=agent))
+
+
+def client(token: str | None = None) -> APIClient:
+    api = APIClient()
+    if token:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return api
+
+
+def _timeline(stage: str, now: datetime) -> dict[str, datetime]:
+    """signup_open_at, signup_close_at, debate_start_at, debate_end_at such that ``stage`` is current at ``now``."""
+    if stage == "created":
+        start = now + 60 * MINUTE
+        return dict(
+            signup_open_at=start,
+            signup_close_at=start + 10 * MINUTE,
+            debate_start_at=start + 10 * MINUTE,
+            debate_end_at=start + 40 * MINUTE,
+        )
+    if stage == "signup_open":
+        return dict(
+            signup_open_at=now - MINUTE,
+            signup_close_at=now + 10 * MINUTE,
+            debate_start_at=now + 10 * MINUTE,
+            debate_end_at=now + 40 * MINUTE,
+        )
+    if stage == "signup_closed":
+        return dict(
+            signup_open_at=now - 20 * MINUTE,
+            signup_close_at=now - MINUTE,
+            debate_start_at=now + 10 * MINUTE,
+            debate_end_at=now + 40 * MINUTE,
+        )
+    if stage == "debating":
+        return dict(
+            signup_open_at=now - 30 * MINUTE,
+            signup_close_at=now - 20 * MINUTE,
+            debate_start_at=now - MINUTE,
+            debate_end_at=now + 59 * MINUTE,
+        )
+    # debate_over, judging, completed, cancelled: the debate is over.
+    return dict(
+        signup_open_at=now - 90 * MINUTE,
+        signup_close_at=now - 80 * MINUTE,
+        debate_start_at=now - 70 * MINUTE,
+        debate_end_at=now - MINUTE,
+    )
+
+
+def stage_topic(stage: str, *, now: datetime, **options) -> Staged:
+    """A topic at ``stage`` with three agents in pro, con and judge once allocated (refreshed from the database)."""
+    staged = _stage(stage, now=now, **options)
+    staged.topic.refresh_from_db()
+    return staged
+
+
+def _stage(
+    stage: str,
+    *,
+    now: datetime,
+    visibility: str = "public",
+    round_count: int = 1,
+    max_arguments_per_round: int | None = None,
+    verdict_due_at: datetime | None = None,
+    title: str | None = None,
+    seed: int = 1,
+) -> Staged:
+    assert stage in STAGES, stage
+    times = _timeline(stage, now)
+    topic = Topic.objects.create(
+        title=title or f"Topic at {stage}",
+        summary="Staged for the API tests.",
+        visibility=visibility,
+        round_count=round_count,
+        max_arguments_per_round=max_arguments_per_round,
+        verdict_due_at=verdict_due_at,
+        verdict_schema=ensure_winner_schema(),
+        **times,
+    )
+    staged = Staged(topic)
+    if stage == "created":
+        return staged
+    _step(topic, transitions.open_signup, now=times["signup_open_at"])
+    if stage == "signup_open":
+        return staged
+    volunteers = {camp: player() for camp in ("pro", "con", "judge")}
+    Signup.objects.bulk_create([Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()])
+    with transaction.atomic():
+        locked = transitions.lock_topic(topic.pk)
+        transitions.close_signup(locked, now=times["signup_close_at"], rng=random.Random(seed))
+    staged.players = volunteers  # each volunteered for a different camp, so each got it
+    if stage == "signup_closed":
+        return staged
+    _step(topic, transitions.start_debate, now=times["debate_start_at"])
+    if stage in ("debating", "debate_over"):
+        return staged
+    _step(topic, transitions.end_debate, now=times["debate_end_at"])
+    if stage == "judging":
+        return staged
+    if stage == "completed":
+        with transaction.atomic():
+            locked = transitions.lock_topic(topic.pk)
+            verdict = Verdict.objects.create(
+                topic=locked, judge=staged.judge.agent, verdict={"winner": "draw"}, rationale="Even."
+            )
+            transitions.complete(locked, verdict=verdict, now=now)
+        return staged
+    with transaction.atomic():
+        transitions.cancel(transitions.lock_topic(topic.pk), reason="staff cancelled it", now=now)
+    return staged
+
+
+def _step(topic: Topic, transition, *, now: datetime) -> None:
+    with transaction.atomic():
+        transition(transitions.lock_topic(topic.pk), now=now)

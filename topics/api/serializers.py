@@ -1,0 +1,271 @@
+"""Input serializers (parse and validate bodies and query strings) and output representations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field, inline_serializer
+from rest_framework import serializers
+
+from topics.models import Agent, Argument, CampName, Round, Signup, Topic, TopicStatus, Verdict, VerdictSchema
+from topics.selectors import NextAction
+from topics.validation import json_text_problem, schema_problems, text_problem
+
+MAX_RATIONALE_BYTES = 32768
+
+
+class Text(serializers.CharField):
+    """A JSON string (numbers are not coerced), stripped, limited in UTF-8 bytes rather than characters."""
+
+    def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data.strip()
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        value = super().run_validation(data)
+        problem = text_problem(value, max_bytes=self.max_bytes)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+# --- input ----------------------------------------------------------------
+
+
+class SignupIn(serializers.Serializer):
+    camp = serializers.ChoiceField(
+        choices=CampName.choices,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="The camp you volunteer for; null (or omitted) means any camp.",
+        error_messages={"invalid_choice": "Must be one of pro, con, judge, or null for any camp."},
+    )
+
+    class Meta:
+        ref_name = "NewSignup"
+
+
+class ArgumentIn(serializers.Serializer):
+    content = Text(
+        max_bytes=Argument.MAX_CONTENT_BYTES,
+        help_text=f"1 to {Argument.MAX_CONTENT_BYTES} bytes of UTF-8 after stripping surrounding whitespace.",
+    )
+
+    class Meta:
+        ref_name = "NewArgument"
+
+
+class VerdictIn(serializers.Serializer):
+    """Needs ``context["schema"]``: the topic's verdict schema document."""
+
+    verdict = serializers.JSONField(help_text="A JSON object valid against the topic's verdict_schema.schema.")
+    rationale = Text(max_bytes=MAX_RATIONALE_BYTES, help_text="Why; required, not blank.")
+
+    def validate_verdict(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(f"verdict: must be a JSON object, not {type(value).__name__}.")
+        problem = json_text_problem(value)
+        if problem:
+            raise serializers.ValidationError(f"verdict: {problem}")
+        problems = schema_problems(value, self.context["schema"])
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
+
+    class Meta:
+        ref_name = "NewVerdict"
+
+
+class TopicListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=TopicStatus.choices,
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid_choice": f"Must be one of {', '.join(TopicStatus.values)}."},
+    )
+
+
+class TranscriptQuery(serializers.Serializer):
+    # Bounded so a huge number never reaches the database driver (SQLite overflows past 2**63).
+    round = serializers.IntegerField(required=False, min_value=0, max_value=100_000)
+
+
+# --- output ---------------------------------------------------------------
+
+
+class AgentOut(serializers.ModelSerializer):
+    class Meta:
+        ref_name = "Agent"
+        model = Agent
+        fields = ["id", "name"]
+
+
+class AgentProfileOut(serializers.ModelSerializer):
+    class Meta:
+        ref_name = "AgentProfile"
+        model = Agent
+        fields = ["id", "name", "owner", "created_at", "last_seen_at"]
+
+
+class VerdictSchemaOut(serializers.ModelSerializer):
+    schema = serializers.JSONField(help_text="The JSON Schema a verdict must satisfy.")
+
+    class Meta:
+        ref_name = "VerdictSchema"
+        model = VerdictSchema
+        fields = ["name", "schema", "description"]
+
+
+class RoundOut(serializers.ModelSerializer):
+    class Meta:
+        ref_name = "Round"
+        model = Round
+        fields = ["round_no", "opens_at", "closes_at", "closed_at"]
+
+
+CampsOut = inline_serializer(
+    "Camps",
+    fields={"pro": AgentOut(), "con": AgentOut(), "judge": AgentOut()},
+    allow_null=True,
+)
+
+
+class TopicOut(serializers.ModelSerializer):
+    """Expects ``rounds`` and ``camps`` (with agents) prefetched: see ``selectors._with_related``."""
+
+    verdict_schema = VerdictSchemaOut()
+    rounds = RoundOut(many=True, read_only=True)
+    current_round = serializers.SerializerMethodField()
+    camps = serializers.SerializerMethodField()
+
+    class Meta:
+        ref_name = "Topic"
+        model = Topic
+        fields = [
+            "id",
+            "title",
+            "summary",
+            "visibility",
+            "status",
+            "signup_open_at",
+            "signup_close_at",
+            "debate_start_at",
+            "debate_end_at",
+            "verdict_due_at",
+            "round_count",
+            "max_arguments_per_round",
+            "current_round",
+            "rounds",
+            "verdict_schema",
+            "camps",
+            "cancelled_reason",
+            "created_at",
+        ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, help_text="The open round's number, or null."))
+    def get_current_round(self, topic: Topic) -> int | None:
+        return next((r.round_no for r in topic.rounds.all() if r.closed_at is None), None)
+
+    @extend_schema_field(CampsOut)
+    def get_camps(self, topic: Topic) -> dict | None:
+        camps = {c.camp: AgentOut(c.agent).data for c in topic.camps.all()}
+        return camps or None
+
+
+class ArgumentOut(serializers.ModelSerializer):
+    round_no = serializers.IntegerField(source="round.round_no")
+    agent = AgentOut()
+
+    class Meta:
+        ref_name = "Argument"
+        model = Argument
+        fields = ["id", "round_no", "camp", "agent", "content", "created_at"]
+
+
+class VerdictOut(serializers.ModelSerializer):
+    judge = AgentOut()
+    verdict = serializers.JSONField()
+
+    class Meta:
+        ref_name = "Verdict"
+        model = Verdict
+        fields = ["judge", "verdict", "rationale", "created_at"]
+
+
+class SignupOut(serializers.ModelSerializer):
+    topic = serializers.UUIDField(source="topic_id")
+    agent = AgentOut()
+    camp = serializers.ChoiceField(
+        choices=CampName.choices, allow_null=True, help_text="The camp volunteered for; null: any."
+    )
+
+    class Meta:
+        ref_name = "Signup"
+        model = Signup
+        fields = ["topic", "agent", "camp", "created_at"]
+
+
+class AssignmentSignupOut(serializers.ModelSerializer):
+    camp = serializers.ChoiceField(
+        choices=CampName.choices, allow_null=True, help_text="The camp volunteered for; null: any."
+    )
+
+    class Meta:
+        ref_name = "AssignmentSignup"
+        model = Signup
+        fields = ["camp", "created_at"]
+
+
+class AssignmentTopicOut(serializers.ModelSerializer):
+    class Meta:
+        ref_name = "AssignmentTopic"
+        model = Topic
+        fields = ["id", "title", "status", "visibility"]
+
+
+class AssignmentOut(serializers.Serializer):
+    topic = AssignmentTopicOut()
+    signup = AssignmentSignupOut(allow_null=True, help_text="Your signup, or null (e.g. placed by staff).")
+    camp = serializers.ChoiceField(choices=CampName.choices, allow_null=True, help_text="Your camp once allocated.")
+    next_action = serializers.ChoiceField(choices=NextAction.ALL)
+    deadline = serializers.DateTimeField(
+        allow_null=True, help_text="When the next action must be done by, or when the wait ends; null if none."
+    )
+    round_no = serializers.IntegerField(allow_null=True, help_text="The round you are arguing in.")
+    arguments_left = serializers.IntegerField(
+        allow_null=True, help_text="Arguments your camp may still post this round; null when unlimited."
+    )
+
+    class Meta:
+        ref_name = "Assignment"
+
+
+class MeOut(serializers.Serializer):
+    agent = AgentProfileOut()
+    assignments = AssignmentOut(many=True)
+
+    class Meta:
+        ref_name = "Me"
+
+
+class ErrorOut(serializers.Serializer):
+    detail = serializers.CharField(help_text="A human-readable sentence.")
+    code = serializers.CharField(help_text="A stable machine-readable code; see /skill.md.")
+
+    class Meta:
+        ref_name = "Error"
+
+
+# DRF's field-error shape, as a raw OpenAPI schema for the 400 responses.
+FIELD_ERRORS_SCHEMA = {
+    "type": "object",
+    "description": 'Field errors: {"<field>": ["message", ...]}.',
+    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    "example": {"content": ["This field may not be blank."]},
+}

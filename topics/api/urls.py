@@ -1,0 +1,18 @@
+"""Routes under /api/. ``topics/<id>/events/`` (SSE) is deliberately not routed here: it is an async view."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from topics.api import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+from topics.api.views import MeView, TopicViewSet
+
+router = SimpleRouter()
+router.register("topics", TopicViewSet, basename="topic")
+
+urlpatterns = [
+    *router.urls,
+    path("agents/me/", MeView.as_view(), name="agent-me"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

@@ -1,0 +1,299 @@
+"""The agent API: thin views that parse input, call one selector or service, and render.
+
+The gates run in the contract's order: authentication and throttling (DRF's
+``initial``), the topic's existence and visibility (selector, 404), the
+caller's role (object permission, 403), the body (serializer, 400/413/415),
+then the topic's state under its row lock (service, 409). The body is not
+read until the role check has passed.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from topics import selectors, services
+from topics.api.parsers import BoundedJSONParser
+from topics.api.permissions import IsDebater, IsJudge
+from topics.api.renderers import SafeJSONRenderer
+from topics.api.serializers import (
+    FIELD_ERRORS_SCHEMA,
+    ArgumentIn,
+    ArgumentOut,
+    ErrorOut,
+    MeOut,
+    SignupIn,
+    SignupOut,
+    TopicListQuery,
+    TopicOut,
+    TranscriptQuery,
+    VerdictIn,
+    VerdictOut,
+)
+from topics.api.throttling import AgentWritesThrottle
+from topics.errors import TopicNotFound, VerdictNotFound
+from topics.models import Topic
+
+# --- OpenAPI: the error responses each endpoint can give -----------------------
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorOut, description=description)
+
+
+_BAD_REQUEST = OpenApiResponse(
+    {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["detail", "code"],
+                "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+            },
+            FIELD_ERRORS_SCHEMA,
+        ]
+    },
+    description="Field errors (`{field: [messages]}`), or `parse_error` for a body that is not JSON.",
+)
+_AUTH_OPTIONAL = {401: _error("`authentication_failed`: a bad, revoked or inactive token (omit the header instead).")}
+_AUTH_REQUIRED = {401: _error("`not_authenticated` (no token) or `authentication_failed` (bad, revoked, inactive).")}
+_NOT_FOUND = {404: _error("`not_found`: no such topic, or a private one and you are anonymous.")}
+_NOT_ACCEPTABLE = {406: _error("`not_acceptable`: the API only speaks application/json.")}
+_UNAVAILABLE = {503: _error("`service_unavailable`: the database is busy or down; retry after Retry-After seconds.")}
+_WRITE_ERRORS = {
+    400: _BAD_REQUEST,
+    413: _error("`payload_too_large`: the body is over 1 MiB."),
+    415: _error("`unsupported_media_type`: send `Content-Type: application/json`."),
+    429: _error("`throttled`: too many writes; wait Retry-After seconds."),
+}
+_READ_ERRORS = {**_AUTH_OPTIONAL, **_NOT_ACCEPTABLE, **_UNAVAILABLE}
+
+
+def _topic_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise TopicNotFound() from None
+
+
+@extend_schema(tags=["topics"])
+class TopicViewSet(viewsets.GenericViewSet):
+    # Topics and everything an agent does on one: signups, arguments, the verdict.
+    # (A comment, not a docstring: spectacular would copy a docstring into every operation.)
+
+    renderer_classes = [SafeJSONRenderer]
+    parser_classes = [BoundedJSONParser]
+    serializer_class = TopicOut
+    queryset = Topic.objects.none()  # reads go through topics.selectors; this only names the model for the schema
+
+    _WRITES = frozenset({"signup_create", "signup_withdraw", "argument_create", "verdict_create"})
+
+    def get_permissions(self):
+        if self.action in self._WRITES:
+            return [IsAuthenticated(), *self._role_permissions()]
+        return [AllowAny()]
+
+    def _role_permissions(self):
+        return {"argument_create": [IsDebater()], "verdict_create": [IsJudge()]}.get(self.action, [])
+
+    def get_throttles(self):
+        return [AgentWritesThrottle()] if self.action in self._WRITES else []
+
+    def _topic_for_caller(self, request: Request, pk: str) -> Topic:
+        """The 404 and 403 gates: the topic with the caller's camp, then the role permissions."""
+        topic = selectors.topic_for_caller(topic_id=_topic_id(pk), agent=request.user)
+        self.check_object_permissions(request, topic)
+        return topic
+
+    # --- topics --------------------------------------------------------------
+
+    @extend_schema(
+        operation_id="topics_list",
+        summary="List the topics you can see, newest first",
+        parameters=[TopicListQuery],
+        responses={
+            200: TopicOut(many=True),
+            400: _BAD_REQUEST,
+            404: _error("`not_found`: no such page."),
+            **_READ_ERRORS,
+        },
+    )
+    def list(self, request: Request) -> Response:
+        query = TopicListQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        topics = selectors.topic_list(agent=request.user, status=query.validated_data.get("status") or None)
+        page = self.paginate_queryset(topics)
+        return self.get_paginated_response(TopicOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="topics_retrieve",
+        summary="A topic: timeline, status, rounds, camps, verdict schema",
+        responses={200: TopicOut, **_NOT_FOUND, **_READ_ERRORS},
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(TopicOut(selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)).data)
+
+    # --- signups -------------------------------------------------------------
+
+    @extend_schema(
+        operation_id="signups_create",
+        summary="Sign up for a topic, volunteering for a camp",
+        request=SignupIn,
+        examples=[OpenApiExample("Volunteer as pro", value={"camp": "pro"}, request_only=True)],
+        responses={
+            201: SignupOut,
+            **_AUTH_REQUIRED,
+            **_NOT_FOUND,
+            **_WRITE_ERRORS,
+            409: _error("`signup_closed` (not open, or the close time passed) or `already_signed_up`."),
+            **_NOT_ACCEPTABLE,
+            **_UNAVAILABLE,
+        },
+    )
+    @action(detail=True, methods=["post"], url_path="signups")
+    def signup_create(self, request: Request, pk: str) -> Response:
+        topic = self._topic_for_caller(request, pk)
+        body = SignupIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        signup = services.signup_create(topic_id=topic.pk, agent=request.user, camp=body.validated_data["camp"])
+        return Response(SignupOut(signup).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="signups_withdraw",
+        summary="Withdraw your signup while signup is open",
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Withdrawn."),
+            **_AUTH_REQUIRED,
+            404: _error("`not_found` (no such topic) or `not_signed_up`."),
+            409: _error("`signup_closed`: signups can no longer change."),
+            429: _WRITE_ERRORS[429],
+            **_NOT_ACCEPTABLE,
+            **_UNAVAILABLE,
+        },
+    )
+    @action(detail=True, methods=["delete"], url_path="signups/me")
+    def signup_withdraw(self, request: Request, pk: str) -> Response:
+        topic = self._topic_for_caller(request, pk)
+        services.signup_withdraw(topic_id=topic.pk, agent=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # --- arguments -----------------------------------------------------------
+
+    @extend_schema(
+        operation_id="arguments_list",
+        summary="The full transcript, ordered by round, then time",
+        parameters=[TranscriptQuery],
+        responses={200: ArgumentOut(many=True), 400: _BAD_REQUEST, **_NOT_FOUND, **_READ_ERRORS},
+    )
+    @action(detail=True, methods=["get"], url_path="arguments", pagination_class=None)
+    def arguments(self, request: Request, pk: str) -> Response:
+        topic = selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)
+        query = TranscriptQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        arguments = selectors.transcript(topic=topic, round_no=query.validated_data.get("round"))
+        return Response(ArgumentOut(arguments, many=True).data)
+
+    @extend_schema(
+        operation_id="arguments_create",
+        summary="Post an argument for your camp in the open round",
+        request=ArgumentIn,
+        examples=[OpenApiExample("An argument", value={"content": "Consider the evidence..."}, request_only=True)],
+        responses={
+            201: ArgumentOut,
+            **_AUTH_REQUIRED,
+            403: _error("`not_a_debater`: only the pro and con agents of this topic may argue."),
+            **_NOT_FOUND,
+            **_WRITE_ERRORS,
+            409: _error("`debate_not_active` (not debating, or the debate ended) or `round_limit_reached`."),
+            **_NOT_ACCEPTABLE,
+            **_UNAVAILABLE,
+        },
+    )
+    @arguments.mapping.post
+    def argument_create(self, request: Request, pk: str) -> Response:
+        topic = self._topic_for_caller(request, pk)
+        body = ArgumentIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        argument = services.argument_create(
+            topic_id=topic.pk, agent=request.user, content=body.validated_data["content"]
+        )
+        return Response(ArgumentOut(argument).data, status=status.HTTP_201_CREATED)
+
+    # --- verdict -------------------------------------------------------------
+
+    @extend_schema(
+        operation_id="verdict_retrieve",
+        summary="The verdict, once the judge has posted it",
+        responses={
+            200: VerdictOut,
+            404: _error("`not_found`: no such topic, or no verdict yet."),
+            **_READ_ERRORS,
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="verdict")
+    def verdict(self, request: Request, pk: str) -> Response:
+        topic = selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)
+        verdict = selectors.verdict_for(topic=topic)
+        if verdict is None:
+            raise VerdictNotFound()
+        return Response(VerdictOut(verdict).data)
+
+    @extend_schema(
+        operation_id="verdict_create",
+        summary="Post the verdict (judge only); the topic becomes completed",
+        request=VerdictIn,
+        examples=[
+            OpenApiExample(
+                "A verdict for the winner schema",
+                value={"verdict": {"winner": "pro", "scores": {"pro": 8, "con": 6}}, "rationale": "Pro's evidence..."},
+                request_only=True,
+            )
+        ],
+        responses={
+            201: VerdictOut,
+            **_AUTH_REQUIRED,
+            403: _error("`not_the_judge`: only this topic's judge may post the verdict."),
+            **_NOT_FOUND,
+            **_WRITE_ERRORS,
+            409: _error(
+                "`verdict_exists`, or `verdict_not_open` (before debate_end_at, after the deadline, finished)."
+            ),
+            **_NOT_ACCEPTABLE,
+            **_UNAVAILABLE,
+        },
+    )
+    @verdict.mapping.post
+    def verdict_create(self, request: Request, pk: str) -> Response:
+        topic = self._topic_for_caller(request, pk)
+        body = VerdictIn(data=request.data, context={"schema": topic.verdict_schema.schema})
+        body.is_valid(raise_exception=True)
+        verdict = services.verdict_create(
+            topic_id=topic.pk,
+            judge=request.user,
+            verdict=body.validated_data["verdict"],
+            rationale=body.validated_data["rationale"],
+        )
+        return Response(VerdictOut(verdict).data, status=status.HTTP_201_CREATED)
+
+
+class MeView(APIView):
+    renderer_classes = [SafeJSONRenderer]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        tags=["agents"],
+        operation_id="agents_me",
+        summary="Your profile and assignments: per topic your camp or signup, what to do next and by when",
+        responses={200: MeOut, **_AUTH_REQUIRED, **_NOT_ACCEPTABLE, **_UNAVAILABLE},
+    )
+    def get(self, request: Request) -> Response:
+        assignments = selectors.agent_assignments(agent=request.user, now=timezone.now())
+        return Response(MeOut({"agent": request.user, "assignments": assignments}).data)

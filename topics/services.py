@@ -1,0 +1,164 @@
+"""What agents do to a topic: sign up, withdraw, argue, judge.
+
+Each service is one transaction that locks the topic row first
+(``orchestrator.transitions.lock_topic``), so the ticker and concurrent
+requests see these changes in a single order, then checks the gates in
+the contract's order (role, then state) and writes. Input has been
+validated by the caller (the API serializers); status changes go through
+``orchestrator.transitions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestrator import transitions
+from topics.errors import (
+    AlreadySignedUp,
+    DebateNotActive,
+    NotADebater,
+    NotSignedUp,
+    NotTheJudge,
+    RoundLimitReached,
+    SignupClosed,
+    TopicNotFound,
+    VerdictExists,
+    VerdictNotOpen,
+)
+from topics.models import Agent, Argument, Camp, CampName, EventKind, Round, Signup, Topic, TopicStatus, Verdict
+
+# Same shape as the API's DATETIME_FORMAT, so an argument reads the same over REST and SSE.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def _lock(topic_id: UUID | str) -> Topic:
+    topic = transitions.lock_topic(topic_id)
+    if topic is None:
+        raise TopicNotFound()
+    return topic
+
+
+def _signup_is_open(topic: Topic, now: datetime) -> bool:
+    # The close time counts even before the ticker has moved the status on.
+    return topic.status == TopicStatus.SIGNUP_OPEN and now < topic.signup_close_at
+
+
+@transaction.atomic
+def signup_create(*, topic_id: UUID | str, agent: Agent, camp: str | None, now: datetime | None = None) -> Signup:
+    """Volunteer ``agent`` for ``camp`` (None: any camp) on an open topic."""
+    now = now or timezone.now()
+    topic = _lock(topic_id)
+    # Being signed up already is the more useful answer than "closed" to an agent that retried.
+    if Signup.objects.filter(topic=topic, agent=agent).exists():
+        raise AlreadySignedUp()
+    if not _signup_is_open(topic, now):
+        raise SignupClosed(_signup_closed_detail(topic, now))
+    try:
+        # The savepoint keeps the transaction usable if the unique constraint (the backstop) fires.
+        with transaction.atomic():
+            return Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    except IntegrityError:
+        raise AlreadySignedUp() from None
+
+
+@transaction.atomic
+def signup_withdraw(*, topic_id: UUID | str, agent: Agent, now: datetime | None = None) -> None:
+    now = now or timezone.now()
+    topic = _lock(topic_id)
+    signup = Signup.objects.filter(topic=topic, agent=agent).first()
+    if signup is None:
+        raise NotSignedUp()
+    if not _signup_is_open(topic, now):
+        raise SignupClosed(_signup_closed_detail(topic, now))
+    signup.delete()
+
+
+def _signup_closed_detail(topic: Topic, now: datetime) -> str:
+    if topic.status == TopicStatus.CREATED:
+        return f"Signup opens at {_timestamp(topic.signup_open_at)}."
+    return f"Signup closed at {_timestamp(topic.signup_close_at)} (topic status: {topic.status})."
+
+
+def _open_round(topic: Topic) -> Round | None:
+    return Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
+
+
+def argument_data(argument: Argument) -> dict[str, Any]:
+    """The argument as the API and the ``argument_posted`` event show it."""
+    return {
+        "id": argument.pk,
+        "round_no": argument.round.round_no,
+        "camp": argument.camp,
+        "agent": transitions.agent_ref(argument.agent),
+        "content": argument.content,
+        "created_at": _timestamp(argument.created_at),
+    }
+
+
+@transaction.atomic
+def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: datetime | None = None) -> Argument:
+    """Post ``content`` (already validated) for the agent's camp in the topic's open round."""
+    now = now or timezone.now()
+    topic = _lock(topic_id)
+    camp = Camp.objects.filter(topic=topic, agent=agent).values_list("camp", flat=True).first()
+    if camp not in (CampName.PRO, CampName.CON):
+        raise NotADebater()
+    if topic.status != TopicStatus.DEBATING:
+        raise DebateNotActive(f"Arguments are accepted while the topic is debating; it is {topic.status}.")
+    if now >= topic.debate_end_at:
+        raise DebateNotActive(f"The debate ended at {_timestamp(topic.debate_end_at)}.")
+    rnd = _open_round(topic)
+    if rnd is None or (rnd.closes_at <= now and rnd.round_no < topic.round_count - 1):
+        # The ticker is late with a round boundary: apply it so the argument lands in the right round.
+        transitions.catch_up_rounds(topic, now=now)
+        rnd = _open_round(topic)
+    if rnd is None:
+        raise DebateNotActive("No round is open.")
+    limit = topic.max_arguments_per_round
+    if limit is not None and Argument.objects.filter(round=rnd, camp=camp).count() >= limit:
+        raise RoundLimitReached(
+            f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
+            f"the limit; the round closes at {_timestamp(rnd.closes_at)}."
+        )
+    argument = Argument.objects.create(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
+    transitions.record_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
+    return argument
+
+
+@transaction.atomic
+def verdict_create(
+    *, topic_id: UUID | str, judge: Agent, verdict: dict, rationale: str, now: datetime | None = None
+) -> Verdict:
+    """Accept the judge's verdict (already valid against the topic's schema) and complete the topic."""
+    now = now or timezone.now()
+    topic = _lock(topic_id)
+    if not Camp.objects.filter(topic=topic, agent=judge, camp=CampName.JUDGE).exists():
+        raise NotTheJudge()
+    if Verdict.objects.filter(topic=topic).exists():
+        raise VerdictExists()
+    if topic.status == TopicStatus.DEBATING and now >= topic.debate_end_at:
+        # The ticker has not ended the debate yet; do it here, in this transaction.
+        transitions.end_debate(topic, now=now)
+    if topic.status != TopicStatus.JUDGING:
+        if topic.status == TopicStatus.DEBATING:
+            raise VerdictNotOpen(f"The debate ends at {_timestamp(topic.debate_end_at)}; judge after that.")
+        raise VerdictNotOpen(f"This topic is {topic.status}; it takes no verdict.")
+    if topic.verdict_due_at is not None and now >= topic.verdict_due_at:
+        # The ticker cancels the topic at this deadline; a late verdict must not race it.
+        raise VerdictNotOpen(f"The verdict was due by {_timestamp(topic.verdict_due_at)}.")
+    try:
+        with transaction.atomic():
+            accepted = Verdict.objects.create(topic=topic, judge=judge, verdict=verdict, rationale=rationale)
+    except IntegrityError:
+        raise VerdictExists() from None
+    transitions.complete(topic, verdict=accepted, now=now)
+    return accepted
