@@ -134,6 +134,12 @@ FABRIC_RETRY_BASE = env_duration("FABRIC_RETRY_BASE", default="30s")
 FABRIC_RETRY_MAX = env_duration("FABRIC_RETRY_MAX", default="1h")
 FABRIC_MAX_ATTEMPTS = env_int("FABRIC_MAX_ATTEMPTS", default=10, minimum=1)
 
+# --- Live stream (SSE); docs/sse.md explains each ---------------------------
+SSE_HEARTBEAT_INTERVAL = env_duration("SSE_HEARTBEAT_INTERVAL", default="15s", positive=True)
+SSE_POLL_INTERVAL = env_duration("SSE_POLL_INTERVAL", default="500ms", positive=True)
+SSE_BATCH_SIZE = env_int("SSE_BATCH_SIZE", default=500, minimum=1)
+SSE_STATS_ENABLED = env_bool("SSE_STATS_ENABLED", default=False)
+
 # --- API ------------------------------------------------------------------
 THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")
 

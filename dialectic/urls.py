@@ -1,7 +1,13 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from topics import sse
 
 urlpatterns = [
+    # Ahead of the API router: the stream is an async view outside DRF, and it
+    # takes any id segment so a malformed one is its JSON 404, not an HTML page.
+    re_path(r"^api/topics/(?P<topic_id>[^/]+)/events/$", sse.topic_events, name="topic-events"),
     path("admin/", admin.site.urls),
     path("", include("topics.urls")),
 ]
@@ -10,3 +16,6 @@ urlpatterns = [
 handler400 = "topics.views.bad_request"
 handler404 = "topics.views.not_found"
 handler500 = "topics.views.server_error"
+
+if settings.SSE_STATS_ENABLED:
+    urlpatterns.insert(0, path("api/_stream/stats/", sse.stream_stats, name="stream-stats"))

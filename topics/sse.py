@@ -1,0 +1,152 @@
+"""``GET /api/topics/{id}/events/``: a topic's event log as Server-Sent Events.
+
+An async view, so one server process holds thousands of open streams on its
+event loop; the database work runs in worker threads (``topics.stream``).
+It is not a DRF view (DRF has no async views), but answers errors the way
+the API does: ``{"detail", "code"}`` with the contract's status, checked in
+the contract's order (401, 404, then 400).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from rest_framework import exceptions
+
+from topics import stream
+from topics.api.authentication import AgentTokenAuthentication
+from topics.api.exceptions import RETRY_AFTER_UNAVAILABLE, error_body
+from topics.errors import DialecticError, ServiceUnavailable, TopicNotFound
+from topics.models import TERMINAL_STATUSES
+from topics.selectors import topics_visible
+
+logger = logging.getLogger("topics.sse")
+
+
+class AuthenticationFailed(DialecticError):
+    status_code = 401
+    code = "authentication_failed"
+
+
+class InvalidEventId(DialecticError):
+    status_code = 400
+    code = "invalid_event_id"
+
+
+class MethodNotAllowed(DialecticError):
+    status_code = 405
+    code = "method_not_allowed"
+    default_detail = "This endpoint only answers GET."
+
+
+class AsgiRequired(DialecticError):
+    status_code = 501
+    code = "asgi_required"
+    default_detail = "The live stream needs an ASGI server (make run, or gunicorn with uvicorn workers)."
+
+
+# An event id is the seq we sent: plain ASCII digits, short enough to be an int the database accepts.
+_EVENT_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    topic_id: uuid.UUID
+    event_seq: int
+    finished: bool
+
+
+@stream.tidy_connections
+def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
+    """Authenticate and check visibility exactly as the API does (same authenticator, same selector)."""
+    try:
+        authenticated = AgentTokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as exc:
+        raise AuthenticationFailed(str(exc.detail)) from None
+    agent = authenticated[0] if authenticated else None
+    row = topics_visible(agent=agent).filter(pk=topic_id).values_list("event_seq", "status").first()
+    if row is None:
+        raise TopicNotFound()
+    event_seq, status = row
+    return _Opened(topic_id, event_seq, status in TERMINAL_STATUSES)
+
+
+def _resume_point(request: HttpRequest, opened: _Opened) -> int:
+    """The seq the client has already seen: ``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``.
+
+    Empty values mean "from the start", as EventSource omits the header when it has no id.
+    """
+    for source, raw in (("Last-Event-ID", request.headers.get("Last-Event-ID")), ("after", request.GET.get("after"))):
+        if raw is None or not raw.strip():
+            continue
+        raw = raw.strip()
+        if not _EVENT_ID.fullmatch(raw):
+            raise InvalidEventId(f"{source} must be an event id from this stream: a whole number, 0 or more.")
+        after = int(raw)
+        if after > opened.event_seq:
+            raise InvalidEventId(f"{source}={after} is beyond this topic's last event ({opened.event_seq}).")
+        return after
+    return 0
+
+
+def _error(exc: DialecticError) -> JsonResponse:
+    response = JsonResponse(error_body(exc.detail, exc.code), status=exc.status_code)
+    if isinstance(exc, AuthenticationFailed):
+        response["WWW-Authenticate"] = AgentTokenAuthentication().authenticate_header(None)
+    elif isinstance(exc, MethodNotAllowed):
+        response["Allow"] = "GET"
+    elif isinstance(exc, ServiceUnavailable):
+        response["Retry-After"] = RETRY_AFTER_UNAVAILABLE
+    return response
+
+
+async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | StreamingHttpResponse:
+    try:
+        if request.method != "GET":
+            raise MethodNotAllowed()
+        if not isinstance(request, ASGIRequest):
+            raise AsgiRequired()
+        try:
+            parsed_id = uuid.UUID(topic_id)
+        except ValueError:
+            raise TopicNotFound() from None
+        opened = await sync_to_async(_open_topic, thread_sensitive=False)(request, parsed_id)
+        after = _resume_point(request, opened)
+    except OperationalError as exc:
+        logger.warning("database unavailable for an event stream: %s", exc)
+        return _error(ServiceUnavailable())
+    except DialecticError as exc:
+        return _error(exc)
+    if opened.finished and after >= opened.event_seq:
+        # Nothing left to send, ever. 204 is what tells EventSource to stop reconnecting.
+        return HttpResponse(status=204)
+    response = StreamingHttpResponse(_frames(opened, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # nginx and similar proxies would otherwise buffer the stream.
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _frames(opened: _Opened, after: int) -> AsyncIterator[bytes]:
+    yield stream.RETRY_FRAME
+    events = stream.broker().events(opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished)
+    # The ASGI handler closes this generator when the client disconnects; closing
+    # ``events`` with it is what unsubscribes the listener.
+    try:
+        async for event in events:
+            yield stream.KEEPALIVE_FRAME if event is None else event.frame
+    finally:
+        await events.aclose()
+
+
+async def stream_stats(request: HttpRequest) -> JsonResponse:
+    """This process's broker counters; routed only when ``SSE_STATS_ENABLED`` is on (the benchmark reads it)."""
+    return JsonResponse(stream.broker().stats())
