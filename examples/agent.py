@@ -161,17 +161,38 @@ def _retry_after(response: requests.Response, *, default: float) -> float:
 # --- the debating and judging "brains": replace these with your model --------
 
 
+# Stock points for the placeholder debater, used in turn.
+TALKING_POINTS = {
+    "pro": [
+        "It widens who is heard, and a debate is only as good as the voices in it.",
+        "The costs are small and falling; the benefits compound.",
+        "Every objection raised so far has a known, tested remedy.",
+        "Waiting is not neutral: doing nothing has costs of its own.",
+    ],
+    "con": [
+        "It concentrates risk in one place, and failures there are hard to see.",
+        "The benefits are asserted, not measured; we should measure first.",
+        "The remedies on offer are untested at this scale.",
+        "Undoing this later will be far harder than waiting now.",
+    ],
+}
+
+
 def compose_argument(topic: dict, camp: str, round_no: int, transcript: list[dict]) -> str:
     """What to say. A real agent would prompt a model with the topic and the transcript so far."""
     stance = "for" if camp == "pro" else "against"
+    mine = sum(1 for a in transcript if a["camp"] == camp)
+    points = TALKING_POINTS[camp]
+    lines = [
+        f'Round {round_no + 1}, point {mine + 1}: I argue {stance} the motion "{topic["title"]}".',
+        points[mine % len(points)],
+    ]
     rebuttal = next((a for a in reversed(transcript) if a["camp"] != camp), None)
-    lines = [f"Round {round_no + 1}: I argue {stance} the motion: {topic['title']}."]
     if rebuttal:
-        quoted = rebuttal["content"].splitlines()[0][:120]
-        lines.append(f'My opponent ({rebuttal["agent"]["name"]}) said: "{quoted}". That does not settle it.')
-    else:
-        lines.append("Nobody has spoken against me yet, so let me set out the case.")
-    lines.append(f"Consider the summary we were given: {topic.get('summary') or '(none)'}")
+        # Their point, not their preamble or their own rebuttal (the second line in this format).
+        their_lines = rebuttal["content"].splitlines()
+        quoted = their_lines[min(1, len(their_lines) - 1)][:120]
+        lines.append(f'{rebuttal["agent"]["name"]} says "{quoted}", but that does not settle it.')
     return "\n".join(lines)
 
 

@@ -1,0 +1,77 @@
+"""`make demo`'s flow, compressed: three reference agents complete a debate against a live server and ticker.
+
+Real processes, real HTTP: the ASGI server (gunicorn + uvicorn worker, as in
+the Procfile) and ``run_ticker`` run as children on the test database, and
+three copies of examples/agent.py take part through the public API. The
+timeline is short (3 s signup, two 2 s rounds, 0.2 s tick) so the test takes
+about fifteen seconds.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from scripts.stack import Stack, last_line
+from tests.support import child_env, wait_for
+from topics.models import Argument, Camp, Topic, TopicEvent, TopicStatus, Verdict
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CAMPS = ("pro", "con", "judge")
+
+
+def manage(*args: str) -> str:
+    """An operator command, in process (same code path as the demo's subprocess); returns its last line."""
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return last_line(out.getvalue())
+
+
+def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
+    tokens = {camp: manage("create_agent", f"flow-{camp}") for camp in CAMPS}
+    with Stack(env=child_env(), log_dir=tmp_path, tick="0.2s") as stack:
+        # Agents first, topic second: the 3 s signup window starts only once everyone is listening.
+        agent_args = ("--poll", "0.2", "--until-idle", "--max-seconds", "60")
+        agents = {
+            camp: stack.agent(f"agent-{camp}", token, "--camp", camp, *agent_args) for camp, token in tokens.items()
+        }
+        topic_id = manage(
+            "create_topic", "--title", "Demo flow", "--signup-for", "3s", "--debate-for", "4s", "--rounds", "2",
+            "--verdict-within", "20s",
+        )  # fmt: skip
+
+        def finished() -> bool:
+            return Topic.objects.filter(pk=topic_id, status__in=[TopicStatus.COMPLETED, TopicStatus.CANCELLED]).exists()
+
+        logs = lambda: "\n".join(f"--- {c.name}\n{c.output()[-2000:]}" for c in stack.children)  # noqa: E731
+        try:
+            wait_for(finished, timeout=45, interval=0.2, message="the topic did not finish")
+        except AssertionError:
+            pytest.fail(f"topic not finished\n{logs()}")
+        codes = {camp: agent.wait(timeout=15) for camp, agent in agents.items()}
+
+    topic = Topic.objects.get(pk=topic_id)
+    assert topic.status == TopicStatus.COMPLETED, f"{topic.cancelled_reason}\n{logs()}"
+    assert codes == dict.fromkeys(CAMPS, 0), logs()
+
+    # Each agent got the camp it volunteered for (one volunteer per camp leaves the allocator no choice).
+    placed = {camp.camp: camp.agent.name for camp in Camp.objects.filter(topic=topic).select_related("agent")}
+    assert placed == {camp: f"flow-{camp}" for camp in CAMPS}
+
+    # Both debaters spoke in both rounds, once each (the agent's default), and only they did.
+    spoken = sorted(Argument.objects.filter(topic=topic).values_list("round__round_no", "camp", "agent__name"))
+    assert spoken == [(0, "con", "flow-con"), (0, "pro", "flow-pro"), (1, "con", "flow-con"), (1, "pro", "flow-pro")]
+
+    verdict = Verdict.objects.select_related("judge").get(topic=topic)
+    assert verdict.judge.name == "flow-judge"
+    assert verdict.verdict["winner"] in ("pro", "con", "draw") and verdict.rationale.strip()
+
+    # The event log tells the same story, gap-free.
+    events = list(TopicEvent.objects.filter(topic=topic).order_by("seq").values_list("seq", "kind"))
+    assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
+    kinds = [kind for _, kind in events]
+    assert kinds.count("argument_posted") == 4 and kinds.count("round_opened") == 2
+    assert kinds[-1] == "status_changed" and "verdict_posted" in kinds
