@@ -55,7 +55,7 @@ def topic_for_caller(*, topic_id: UUID | str, agent: Agent) -> Topic:
     One query. Camps never change once allocated, so a role read here before
     the write transaction stays true; the services re-check it under the lock anyway.
     """
-    caller_camp = Camp.objects.filter(topic=OuterRef("pk"), agent=agent).values("camp")[:1]
+    caller_camp = Camp.objects.filter(topic=OuterRef("pk"), agent=agent).order_by().values("camp")[:1]
     topic = (
         topics_visible(agent=agent)
         .select_related("verdict_schema")

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from orchestrator import transitions
@@ -88,8 +89,14 @@ def _signup_closed_detail(topic: Topic, now: datetime) -> str:
     return f"Signup closed at {_timestamp(topic.signup_close_at)} (topic status: {topic.status})."
 
 
-def _open_round(topic: Topic) -> Round | None:
-    return Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
+def _open_round(topic: Topic, *, camp: str) -> Round | None:
+    """The open round with ``camp_posted``: how many arguments ``camp`` has in it (one query for both)."""
+    return (
+        Round.objects.filter(topic=topic, closed_at__isnull=True)
+        .annotate(camp_posted=Count("arguments", filter=Q(arguments__camp=camp)))
+        .order_by("-round_no")
+        .first()
+    )
 
 
 def argument_data(argument: Argument) -> dict[str, Any]:
@@ -109,22 +116,24 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     """Post ``content`` (already validated) for the agent's camp in the topic's open round."""
     now = now or timezone.now()
     topic = _lock(topic_id)
-    camp = Camp.objects.filter(topic=topic, agent=agent).values_list("camp", flat=True).first()
+    # order_by(): Camp's default ordering would join the topic table for nothing.
+    camp = Camp.objects.filter(topic=topic, agent=agent).order_by().values_list("camp", flat=True).first()
     if camp not in (CampName.PRO, CampName.CON):
         raise NotADebater()
     if topic.status != TopicStatus.DEBATING:
         raise DebateNotActive(f"Arguments are accepted while the topic is debating; it is {topic.status}.")
     if now >= topic.debate_end_at:
         raise DebateNotActive(f"The debate ended at {_timestamp(topic.debate_end_at)}.")
-    rnd = _open_round(topic)
+    rnd = _open_round(topic, camp=camp)
     if rnd is None or (rnd.closes_at <= now and rnd.round_no < topic.round_count - 1):
         # The ticker is late with a round boundary: apply it so the argument lands in the right round.
         transitions.catch_up_rounds(topic, now=now)
-        rnd = _open_round(topic)
+        rnd = _open_round(topic, camp=camp)
     if rnd is None:
         raise DebateNotActive("No round is open.")
     limit = topic.max_arguments_per_round
-    if limit is not None and Argument.objects.filter(round=rnd, camp=camp).count() >= limit:
+    # The count is exact: arguments for this topic are only inserted under its row lock, which we hold.
+    if limit is not None and rnd.camp_posted >= limit:
         raise RoundLimitReached(
             f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
             f"the limit; the round closes at {_timestamp(rnd.closes_at)}."
