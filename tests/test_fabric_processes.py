@@ -66,6 +66,13 @@ def server():
     fabric.stop()
 
 
+def wait_or_explain(proc: ManageProcess, condition, what: str) -> None:
+    try:
+        wait_for(condition, timeout=60, message=f"timed out waiting for {what}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{proc.describe()}") from None
+
+
 def ticker_env(server: FabricServer, **overrides: str) -> dict[str, str]:
     return child_env(fabric_env(server, **overrides))
 
@@ -91,12 +98,13 @@ def test_concurrent_tickers_send_each_announcement_exactly_once(server, tickers,
         for proc in procs:
             assert proc.wait(timeout=120) == 0, proc.describe()
         attempted = [sum(map(int, ATTEMPTED.findall(proc.stderr))) for proc in procs]
+        outputs = "\n".join(proc.describe() for proc in procs)
     finally:
         for proc in procs:
             proc.close()
 
     keys = Counter(server.keys())
-    assert sorted(keys) == ids
+    assert sorted(keys) == ids, outputs
     assert set(keys.values()) == {1}, [k for k, n in keys.items() if n > 1]
     # What the tickers say they attempted adds up to what the server saw: no send went unreported.
     assert sum(attempted) == count, attempted
@@ -112,7 +120,7 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
     env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="1s", FABRIC_DELIVERY_BUDGET="1s")
 
     with ManageProcess("run_ticker", "--interval", "100ms", env=env) as first:
-        wait_for(lambda: len(server.requests()) >= 26, timeout=60, message="the hanging send")
+        wait_or_explain(first, lambda: len(server.requests()) >= 26, "the hanging send")
         first.kill()
     server.unhang()
     hung = server.requests()[25].key
@@ -121,10 +129,10 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
 
     env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="200ms", FABRIC_DELIVERY_BUDGET="1s")
     with ManageProcess("run_ticker", "--interval", "100ms", env=env) as second:
-        wait_for(
+        wait_or_explain(
+            second,
             lambda: Announcement.objects.filter(status=AnnouncementStatus.SENT).count() == 60,
-            timeout=60,
-            message="every announcement sent after the restart",
+            "every announcement sent after the restart",
         )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=10) == 0, second.describe()
