@@ -73,17 +73,27 @@ class Reply:
 class Api:
     """A thin client: every request goes through ``call``, which owns retries and back-off."""
 
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, max_retries: int = 6, log=print):
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        log=print,
+    ):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
         self.timeout = timeout
         self.max_retries = max_retries
+        self.backoff = backoff  # first retry delay in seconds; doubles per try, capped at 30 s
         self.log = log
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Reply:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        delay = 0.5
+        delay = self.backoff
         for attempt in range(1, self.max_retries + 1):
             try:
                 response = self.session.request(method, url, json=json, params=params, timeout=self.timeout)
@@ -91,7 +101,8 @@ class Api:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code == 401:
-                    raise AuthFailed(_body(response).get("detail", "token refused"))
+                    body = _body(response)
+                    raise AuthFailed(body.get("detail", "token refused") if isinstance(body, dict) else "token refused")
                 if response.status_code == 429:
                     # The server says how long to wait; honour it (and count it as a try).
                     wait = _retry_after(response, default=delay)
