@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse demo clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ test: install
 # SQLite in /tmp unless DATABASE_URL says otherwise.
 bench-fabric: install
 	$(BIN)/python bench/bench_fabric.py
+
+# 1,000 SSE listeners on one server process while arguments are posted: latency, memory,
+# stream queries/s with 10 vs 1,000 listeners (docs/sse.md). MariaDB; its own database
+# unless DATABASE_URL says otherwise. ARGS="--listeners 2000 --rate 10" to vary it.
+bench-sse: install
+	$(BIN)/python bench/bench_sse.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
