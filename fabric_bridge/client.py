@@ -21,7 +21,7 @@ ERROR_BODY_LIMIT = 500
 RETRYABLE_STATUSES = frozenset({408, 429})
 
 
-class Verdict(enum.Enum):
+class Outcome(enum.Enum):
     DELIVERED = "delivered"
     RETRY = "retry"  # Fabric is unwell; try again later
     REJECTED = "rejected"  # Fabric refused this message; sending it again will not help
@@ -29,7 +29,7 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class SendResult:
-    verdict: Verdict
+    outcome: Outcome
     error: str = ""
     status: int | None = None
     # Seconds Fabric asked us to wait (Retry-After), when it said so.
@@ -83,30 +83,30 @@ class FabricClient:
         except requests.Timeout as exc:
             phase = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
             limit = self.connect_timeout if phase == "connect" else self.read_timeout
-            return SendResult(Verdict.RETRY, f"{phase} timeout after {limit:g}s")
+            return SendResult(Outcome.RETRY, f"{phase} timeout after {limit:g}s")
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            return SendResult(Verdict.RETRY, f"connection error: {_root_cause(exc)}")
+            return SendResult(Outcome.RETRY, f"connection error: {_root_cause(exc)}")
         except requests.RequestException as exc:
             # Malformed URL and the like: configuration, not Fabric's health.
-            return SendResult(Verdict.REJECTED, f"request failed: {exc}")
+            return SendResult(Outcome.REJECTED, f"request failed: {exc}")
         return classify(response)
 
 
 def classify(response: requests.Response) -> SendResult:
     status = response.status_code
     if 200 <= status < 300:
-        return SendResult(Verdict.DELIVERED, status=status)
+        return SendResult(Outcome.DELIVERED, status=status)
     body = " ".join(response.text.split())
     if len(body) > ERROR_BODY_LIMIT:
         body = body[:ERROR_BODY_LIMIT] + "…"
     error = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {body}" if body else "")
     if status >= 500 or status in RETRYABLE_STATUSES:
         return SendResult(
-            Verdict.RETRY, error, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            Outcome.RETRY, error, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
     if 300 <= status < 400:
         error += f" (redirect to {response.headers.get('Location', '?')}; check FABRIC_GUILD_BASE_URL)"
-    return SendResult(Verdict.REJECTED, error, status=status)
+    return SendResult(Outcome.REJECTED, error, status=status)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

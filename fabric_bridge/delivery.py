@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from fabric_bridge.client import FabricClient, SendResult, Verdict
+from fabric_bridge.client import FabricClient, Outcome, SendResult
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementStatus
 
@@ -87,7 +87,7 @@ def deliver_due(*, now: datetime | None = None, should_stop: Callable[[], bool] 
                 result = client.send(session, idempotency_key=str(claim.id), payload=claim.payload)
                 attempted += 1
                 record_outcome(claim, result, now=clock())
-                if result.verdict is Verdict.RETRY:
+                if result.outcome is Outcome.RETRY:
                     # Fabric is evidently down or overloaded: every further send this pass
                     # would likely cost another timeout, so the rest waits for the next pass.
                     release(batch[index + 1 :])
@@ -159,13 +159,13 @@ def release(claims: list[Claim]) -> None:
         ).update(attempts=claim.attempts - 1, next_attempt_at=claim.previous_next_attempt_at)
 
 
-def record_outcome(claim: Claim, result: SendResult, *, now: datetime, rng: random.Random | None = None) -> str:
+def record_outcome(claim: Claim, result: SendResult, *, now: datetime) -> str:
     """Write what the send achieved; returns the row's new status."""
     label = f"announcement {claim.id} ({claim.kind}, topic {claim.topic_id}) attempt {claim.attempts}"
-    if result.verdict is Verdict.DELIVERED:
+    if result.outcome is Outcome.DELIVERED:
         updates: dict = {"status": AnnouncementStatus.SENT, "sent_at": now}
         logger.info("%s: sent (HTTP %s)", label, result.status)
-    elif result.verdict is Verdict.REJECTED:
+    elif result.outcome is Outcome.REJECTED:
         updates = {"status": AnnouncementStatus.DEAD, "last_error": _truncate(result.error)}
         logger.error("%s: dead, Fabric rejected it: %s", label, result.error)
     elif claim.attempts >= settings.FABRIC_MAX_ATTEMPTS:
@@ -173,7 +173,7 @@ def record_outcome(claim: Claim, result: SendResult, *, now: datetime, rng: rand
         updates = {"status": AnnouncementStatus.DEAD, "last_error": _truncate(error)}
         logger.error("%s: dead, %s", label, error)
     else:
-        delay = retry_delay(claim.attempts, retry_after=result.retry_after, rng=rng)
+        delay = retry_delay(claim.attempts, retry_after=result.retry_after)
         updates = {"next_attempt_at": now + delay, "last_error": _truncate(result.error)}
         logger.warning("%s: %s; retrying in %.0fs", label, result.error, delay.total_seconds())
     recorded = Announcement.objects.filter(

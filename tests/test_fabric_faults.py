@@ -15,7 +15,9 @@ from topics.models import Topic, TopicStatus
 pytestmark = pytest.mark.django_db
 
 # Time a pass may take beyond the Fabric timeout it spent: queries and process scheduling on a busy CI box.
+# Below one read timeout, so "at most one timeout per pass" is what the bound checks.
 SLACK = 0.75
+READ_TIMEOUT = 1.0
 
 
 class Clock:
@@ -29,7 +31,7 @@ class Clock:
 def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topics(fabric, settings, make_topic, now):
     # Backoff is tested on its own; here each failure makes the row due again on the next pass.
     settings.FABRIC_RETRY_BASE = timedelta(0)
-    read_timeout = settings.FABRIC_READ_TIMEOUT.total_seconds()
+    settings.FABRIC_READ_TIMEOUT = timedelta(seconds=READ_TIMEOUT)
     clock = Clock(now)
     announced = make_topic(title="Announced through the storm")
     # Other topics, one due at each pass: signup closed, their debate starts a minute apart.
@@ -45,7 +47,7 @@ def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topi
     ]
     fabric.script(Reply(500, {"error": "boom"}), Reply(503, {"error": "maintenance"}), Reply.hanging())
     ticker = Ticker(interval=timedelta(seconds=1), clock=clock)
-    durations, errors = [], []
+    durations, errors, received = [], [], []
 
     for k in range(1, 6):
         clock.now = now + timedelta(minutes=k)
@@ -58,6 +60,7 @@ def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topi
         durations.append(time.monotonic() - started)
         row = Announcement.objects.get(topic=announced)
         errors.append(row.last_error)
+        received.append(len(fabric.requests()))
         # The pass made the transition that was due in it, whatever Fabric did.
         assert [Topic.objects.get(pk=t.pk).status for t in others] == [TopicStatus.DEBATING] * k + [
             TopicStatus.SIGNUP_CLOSED
@@ -68,7 +71,7 @@ def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topi
     assert row.attempts == 5
     assert errors[0].startswith("HTTP 500 Internal Server Error")
     assert errors[1].startswith("HTTP 503 Service Unavailable")
-    assert errors[2] == f"read timeout after {read_timeout:g}s"
+    assert errors[2] == f"read timeout after {READ_TIMEOUT:g}s"
     assert errors[3].startswith("connection error: ConnectionRefusedError")
     assert errors[4] == errors[3], "success keeps the last error for the record"
     # Four requests reached the server (the refused one never did); only the last was answered 2xx.
@@ -76,9 +79,11 @@ def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topi
     assert keys == [str(row.pk)] * 4
     assert {r.json["metadata"]["kind"] for r in fabric.requests()} == {"signup_opened"}
 
+    # One send per failing pass (the refused one never arrived), then the success.
+    assert received == [1, 2, 3, 3, 4]
     # The hang cost one read timeout, and no pass took longer than one timeout.
-    assert durations[2] >= read_timeout
-    assert max(durations) < read_timeout + SLACK, durations
+    assert durations[2] >= READ_TIMEOUT
+    assert max(durations) < READ_TIMEOUT + SLACK, durations
 
     # A later pass sends nothing more.
     clock.now = now + timedelta(minutes=6)
@@ -87,7 +92,7 @@ def test_500_503_hang_refused_then_201_delivers_once_without_stalling_other_topi
 
 
 def test_a_hanging_fabric_costs_one_timeout_per_pass_however_many_are_queued(fabric, settings, make_topic, now):
-    read_timeout = settings.FABRIC_READ_TIMEOUT.total_seconds()
+    settings.FABRIC_READ_TIMEOUT = timedelta(seconds=READ_TIMEOUT)
     for i in range(10):
         make_topic(title=f"Queued {i}")
     fabric.default = Reply.hanging()
@@ -98,7 +103,7 @@ def test_a_hanging_fabric_costs_one_timeout_per_pass_however_many_are_queued(fab
     elapsed = time.monotonic() - started
 
     assert Announcement.objects.count() == 10
-    assert read_timeout <= elapsed < read_timeout + SLACK
+    assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + SLACK
     assert len(fabric.requests()) == 1
     # One attempt counted; the other nine were handed back untouched.
     assert sorted(Announcement.objects.values_list("attempts", flat=True)) == [0] * 9 + [1]
