@@ -158,12 +158,28 @@ def _open_round(topic: Topic, round_no: int) -> tuple[Round, Event]:
     )
 
 
-def _close_open_round(topic: Topic, *, now: datetime) -> list[Event]:
-    rnd = Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
+def _current_round(topic: Topic) -> Round | None:
+    return Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
+
+
+def _close_round(rnd: Round | None, *, now: datetime) -> list[Event]:
     if rnd is None:
         return []
     Round.objects.filter(pk=rnd.pk).update(closed_at=now)
     return [(EventKind.ROUND_CLOSED, {"round_no": rnd.round_no, "closed_at": _iso(now)})]
+
+
+def _boundary_due(topic: Topic, rnd: Round | None, now: datetime) -> bool:
+    return rnd is not None and rnd.closes_at <= now and rnd.round_no < topic.round_count - 1
+
+
+def _turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
+    """Close ``rnd``, open the next round, append both events; returns the new round."""
+    closed = _close_round(rnd, now=now)
+    nxt, opened = _open_round(topic, rnd.round_no + 1)
+    _write(topic, [*closed, opened])
+    logger.info("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
+    return nxt
 
 
 def start_debate(topic: Topic, *, now: datetime) -> None:
@@ -177,20 +193,22 @@ def advance_round(topic: Topic, *, now: datetime) -> bool:
     """Close the open round and open the next when its time is up. False when nothing is due."""
     if topic.status != S.DEBATING:
         return False
-    rnd = Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
-    if rnd is None or rnd.closes_at > now or rnd.round_no >= topic.round_count - 1:
+    rnd = _current_round(topic)
+    if not _boundary_due(topic, rnd, now):
         return False
-    Round.objects.filter(pk=rnd.pk).update(closed_at=now)
-    _, opened = _open_round(topic, rnd.round_no + 1)
-    _write(topic, [(EventKind.ROUND_CLOSED, {"round_no": rnd.round_no, "closed_at": _iso(now)}), opened])
-    logger.info("topic %s round %d → round %d", topic.pk, rnd.round_no, rnd.round_no + 1)
+    _turn_over(topic, rnd, now=now)
     return True
 
 
-def catch_up_rounds(topic: Topic, *, now: datetime) -> None:
-    """Apply every round boundary that is due (the API calls this so ticker lag never misfiles an argument)."""
-    while advance_round(topic, now=now):
-        pass
+def catch_up_rounds(topic: Topic, *, now: datetime) -> Round | None:
+    """Apply every round boundary that is due; returns the open round (None unless debating).
+
+    The API calls this so ticker lag never misfiles an argument.
+    """
+    rnd = _current_round(topic) if topic.status == S.DEBATING else None
+    while _boundary_due(topic, rnd, now):
+        rnd = _turn_over(topic, rnd, now=now)
+    return rnd
 
 
 def end_debate(topic: Topic, *, now: datetime) -> None:
@@ -198,8 +216,8 @@ def end_debate(topic: Topic, *, now: datetime) -> None:
         raise TransitionError(f"topic {topic.pk}: cannot end the debate from {topic.status}")
     # Boundaries nobody applied yet (a lagging ticker, or the verdict endpoint
     # getting here first) come first, so every round exists and closes in order.
-    catch_up_rounds(topic, now=now)
-    _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_close_open_round(topic, now=now))
+    last = catch_up_rounds(topic, now=now)
+    _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_close_round(last, now=now))
 
 
 def complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
@@ -229,7 +247,7 @@ def cancel(topic: Topic, *, reason: str, now: datetime) -> None:
 
 def _cancel(topic: Topic, reason: str, *, now: datetime) -> None:
     was_announced = topic.status != S.CREATED
-    events = _close_open_round(topic, now=now) if topic.status == S.DEBATING else []
+    events = _close_round(_current_round(topic), now=now) if topic.status == S.DEBATING else []
     _change_status(topic, S.CANCELLED, events=events, cancelled_reason=reason)
     # A topic that was never announced is not un-announced either.
     if was_announced:

@@ -1,0 +1,214 @@
+"""How fast does the ticker drain due topics? One ticker, then two side by side.
+
+    make bench-ticker                       # MariaDB database dlc_bench, 5,000 topics
+    .venv/bin/python bench/bench_ticker.py --topics 5000 --tickers 2
+
+For each transition, N topics are due at once (seeded with their whole
+timeline in the past, four signups each from a pool of 40 agents, two
+rounds, a verdict deadline). Each step of the real ``Ticker`` drains them:
+one durable transaction per topic, the row locked with SKIP LOCKED, the
+transition functions the API and admin use. Fabric is configured (at an
+address nothing listens on), so announcement rows are written as in
+production; the steps never deliver. Transition log lines are formatted and
+written to /dev/null, as a real ticker would write them to its log.
+
+Phase 1 times each step of one in-process ticker and counts its SQL
+statements per topic (BEGIN/COMMIT not included). Phase 2 re-seeds and runs
+each step in two forked processes released together; topics/s is all topics
+over the wall time until both finish. After each phase every topic is
+checked for consistency (status, events, camps, rounds, announcements).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dlc_bench")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dialectic.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-secret")
+os.environ.update(
+    FABRIC_GUILD_BASE_URL="http://127.0.0.1:9",
+    FABRIC_ANNOUNCE_CHANNEL_ID="bench",
+    FABRIC_SYSTEM_API_KEY="bench",
+    FABRIC_BOT_BEARER_TOKEN="bench",
+)
+
+STEPS = [
+    ("open_signups", "created → signup_open (+ announcement)"),
+    ("close_signups", "signup_open → signup_closed (allocation)"),
+    ("start_debates", "signup_closed → debating (round 0)"),
+    ("advance_rounds", "round 0 → round 1"),
+    ("end_debates", "debating → judging"),
+    ("expire_verdicts", "judging → cancelled (+ announcement)"),
+]
+
+
+def create_database() -> None:
+    """The bench's own MariaDB database, so it never touches anyone's data."""
+    import environ
+    import MySQLdb
+
+    config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
+    if config["ENGINE"] != "django.db.backends.mysql":
+        return
+    conn = MySQLdb.connect(
+        host=config["HOST"] or "127.0.0.1",
+        port=int(config["PORT"] or 3306),
+        user=config["USER"],
+        password=config["PASSWORD"] or "",
+    )
+    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{config['NAME']}` CHARACTER SET utf8mb4")
+    conn.close()
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+    # Keep the per-transition log lines (their cost is part of a real ticker's), but off the terminal.
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(devnull)
+
+
+def reseed(topics: int) -> list:
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from tests.orchestration import seed_agents, seed_overdue_topics
+
+    call_command("flush", interactive=False, verbosity=0)
+    agents = seed_agents(40, prefix="bench-agent")
+    return seed_overdue_topics(topics, now=timezone.now(), agents=agents, signups_per_topic=4, round_count=2)
+
+
+def check(topic_ids: list) -> None:
+    from tests.orchestration import inconsistent_topics, status_counts
+
+    problems = inconsistent_topics(topic_ids, fabric=True)
+    counts = status_counts(topic_ids)
+    if problems or counts != {"cancelled": len(topic_ids)}:
+        sample = dict(list(problems.items())[:3])
+        raise SystemExit(f"INCONSISTENT after the run: statuses {counts}, {len(problems)} topics, e.g. {sample}")
+    print(f"  check: all {len(topic_ids)} topics consistent and finished (cancelled: no verdict by ...)")
+
+
+def phase_one(topics: int) -> dict[str, float]:
+    from django.db import connection
+
+    from orchestrator.ticker import Ticker
+
+    topic_ids = reseed(topics)
+    ticker = Ticker()
+    statements = [0]
+
+    def count(execute, sql, params, many, context):
+        statements[0] += 1
+        return execute(sql, params, many, context)
+
+    rates = {}
+    print(f"\nOne ticker, {topics} due topics per transition")
+    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9} {'SQL/topic':>9}")
+    with connection.execute_wrapper(count):
+        for name, label in STEPS:
+            statements[0] = 0
+            started = time.perf_counter()
+            done = getattr(ticker, name)()
+            elapsed = time.perf_counter() - started
+            rates[name] = done / elapsed
+            print(f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f} {statements[0] / done:9.1f}")
+    check(topic_ids)
+    return rates
+
+
+def _worker(step: str, barrier, results) -> None:
+    from django.db import connection, connections
+
+    from orchestrator.ticker import Ticker
+
+    ticker = Ticker()
+    connection.ensure_connection()  # connect before the start line, not on the clock
+    barrier.wait()
+    done = getattr(ticker, step)()
+    connections.close_all()
+    results.put(done)
+
+
+def phase_two(topics: int, tickers: int) -> dict[str, float]:
+    from django.db import connections
+
+    topic_ids = reseed(topics)
+    connections.close_all()  # forked children must not share the parent's socket
+    ctx = multiprocessing.get_context("fork")
+    rates = {}
+    print(f"\n{tickers} tickers side by side (separate processes), {topics} due topics per transition")
+    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9}  split")
+    for name, label in STEPS:
+        barrier, results = ctx.Barrier(tickers + 1), ctx.Queue()
+        workers = [ctx.Process(target=_worker, args=(name, barrier, results)) for _ in range(tickers)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        started = time.perf_counter()
+        split = [results.get(timeout=600) for _ in workers]
+        elapsed = time.perf_counter() - started
+        for worker in workers:
+            worker.join()
+        done = sum(split)
+        rates[name] = done / elapsed
+        print(f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f}  {'+'.join(map(str, split))}")
+    check(topic_ids)
+    return rates
+
+
+def describe_machine() -> None:
+    from django.db import connection
+
+    print(f"machine: {os.cpu_count()} CPUs (nproc), load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION(), @@innodb_flush_log_at_trx_commit, @@innodb_buffer_pool_size")
+            version, flush, pool = cursor.fetchone()
+        print(
+            f"database: MariaDB/MySQL {version}, innodb_flush_log_at_trx_commit={flush}, buffer pool {pool >> 20} MiB"
+        )
+    else:
+        print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}  (DATABASE_URL={os.environ['DATABASE_URL']})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topics", type=int, default=5000, help="due topics per transition (default 5000)")
+    parser.add_argument("--tickers", type=int, default=2, help="tickers side by side in phase 2 (default 2)")
+    args = parser.parse_args()
+
+    create_database()
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    describe_machine()
+    one = phase_one(args.topics)
+    many = phase_two(args.topics, args.tickers)
+    simple = [rate for name, rate in one.items() if name != "close_signups"]
+    print(
+        f"\nsummary: one ticker allocates {one['close_signups']:.0f} topics/s (target ≥ 200) and makes "
+        f"{min(simple):.0f} to {max(simple):.0f} simple transitions/s (target ≥ 500); "
+        f"{args.tickers} tickers together: {min(many.values()):.0f} to {max(many.values()):.0f} topics/s"
+    )
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Several real ticker processes on one database: every due transition happens exactly once.
+
+Topics are seeded with their whole timeline in the past, so each one is due
+for every transition in turn (open, allocate or cancel, start, round
+boundary, end, verdict deadline) and all tickers race for all of them. On
+MariaDB the tickers are separate processes contending through
+``SKIP LOCKED``; on SQLite through IMMEDIATE transactions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from fabric_bridge.models import Announcement, AnnouncementKind
+from tests.fabric_server import FabricServer, fabric_env
+from tests.orchestration import inconsistent_topics, seed_agents, seed_overdue_topics
+from tests.support import ManageProcess, child_env
+from topics.models import Camp, Round, Topic, TopicEvent, TopicStatus
+
+FULL = 1000  # four signups, two rounds, a verdict deadline: six transitions each
+STARVED = 200  # two signups: opened, then cancelled at signup close
+
+# created→signup_open, camps_allocated, signup_open→signup_closed, round_opened 0, signup_closed→debating,
+# round_closed 0, round_opened 1, round_closed 1, debating→judging, judging→cancelled, topic_cancelled
+FULL_EVENTS = 11
+STARVED_EVENTS = 3  # created→signup_open, signup_open→cancelled, topic_cancelled
+STARVED_REASON = "insufficient signups: 2 signed up, need 3 (unfilled: "  # the empty camp depends on the draw
+
+
+def iso(value) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def expected_log_lines(full: list, starved: list) -> Counter:
+    lines: Counter = Counter()
+    rows = Topic.objects.filter(pk__in=full + starved).values_list("pk", "verdict_due_at", "cancelled_reason")
+    due = {pk: when for pk, when, _ in rows}
+    reasons = {pk: reason for pk, _, reason in rows}
+    for pk in full:
+        lines.update(
+            [
+                f"topic {pk} created → signup_open: signup opens",
+                f"topic {pk} signup_open → signup_closed: 4 signed up; camps allocated",
+                f"topic {pk} signup_closed → debating: debate starts; round 0 opened",
+                f"topic {pk} round 0 → round 1",
+                f"topic {pk} debating → judging: debate ends; awaiting verdict",
+                f"topic {pk} judging → cancelled: no verdict by {iso(due[pk])}",
+            ]
+        )
+    for pk in starved:
+        lines.update(
+            [f"topic {pk} created → signup_open: signup opens", f"topic {pk} signup_open → cancelled: {reasons[pk]}"]
+        )
+    return lines
+
+
+def transition_lines(stderr: str) -> list[str]:
+    marker = " INFO orchestrator.transitions "
+    return [line.split(marker, 1)[1] for line in stderr.splitlines() if marker in line]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(180)
+def test_concurrent_tickers_make_every_transition_exactly_once():
+    processes = 4 if connection.vendor == "mysql" else 2
+    now = timezone.now()
+    agents = seed_agents(40)
+    full = seed_overdue_topics(FULL, now=now, agents=agents, signups_per_topic=4, round_count=2)
+    starved = seed_overdue_topics(STARVED, now=now, agents=agents, signups_per_topic=2, title="starved")
+
+    server = FabricServer().start()
+    env = child_env(fabric_env(server, FABRIC_DELIVERY_BUDGET="2s"))
+    started = time.monotonic()
+    tickers = [ManageProcess("run_ticker", "--once", env=env) for _ in range(processes)]
+    try:
+        for ticker in tickers:
+            assert ticker.wait(timeout=150) == 0, ticker.describe()
+        elapsed = time.monotonic() - started
+        outputs = [ticker.stderr for ticker in tickers]
+    finally:
+        for ticker in tickers:
+            ticker.close()
+        server.stop()
+
+    # No ticker logged an error; every transition was logged exactly once, by whichever ticker made it.
+    problems = [line for out in outputs for line in out.splitlines() if " ERROR " in line or "Traceback" in line]
+    assert problems == []
+    per_ticker = [transition_lines(out) for out in outputs]
+    assert Counter(line for lines in per_ticker for line in lines) == expected_log_lines(full, starved)
+    assert all(per_ticker), f"some ticker made no transition: {[len(lines) for lines in per_ticker]}"
+
+    # Every topic's rows agree with each other ...
+    assert inconsistent_topics(full + starved, fabric=True) == {}
+    # ... and each made each of its transitions once: one camps set, one round 0, one event per change.
+    assert (
+        Topic.objects.filter(
+            pk__in=full, status=TopicStatus.CANCELLED, cancelled_reason__startswith="no verdict by"
+        ).count()
+        == FULL
+    )
+    assert (
+        Topic.objects.filter(
+            pk__in=starved, status=TopicStatus.CANCELLED, cancelled_reason__startswith=STARVED_REASON
+        ).count()
+        == STARVED
+    )
+    assert Camp.objects.count() == 3 * FULL
+    assert Round.objects.filter(round_no=0).count() == FULL
+    assert Round.objects.filter(closed_at__isnull=False).count() == 2 * FULL
+    assert TopicEvent.objects.count() == FULL * FULL_EVENTS + STARVED * STARVED_EVENTS
+    kinds = Counter(Announcement.objects.values_list("kind", flat=True))
+    assert kinds == {AnnouncementKind.SIGNUP_OPENED: FULL + STARVED, AnnouncementKind.TOPIC_CANCELLED: FULL + STARVED}
+    keys = server.keys()
+    assert len(keys) == len(set(keys)), "an announcement was sent twice"
+
+    transitions = sum(len(lines) for lines in per_ticker)
+    print(f"\n{processes} tickers on {connection.vendor}: {transitions} transitions in {elapsed:.1f}s")
