@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker demo clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,12 @@ bench-fabric: install
 # unless DATABASE_URL says otherwise. ARGS="--listeners 2000 --rate 10" to vary it.
 bench-sse: install
 	$(BIN)/python bench/bench_sse.py $(ARGS)
+
+# Ticker throughput per transition, 5,000 due topics each: one ticker, then two side by side
+# (docs/orchestrator.md). MariaDB database dlc_bench unless DATABASE_URL says otherwise.
+# ARGS="--topics 1000 --tickers 4" to vary it.
+bench-ticker: install
+	$(BIN)/python bench/bench_ticker.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
