@@ -34,7 +34,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import reduce
 from operator import or_
 from typing import Any, TypeVar
 
@@ -50,8 +49,8 @@ logger = logging.getLogger("topics.stream")
 
 T = TypeVar("T")
 
-# SQLite refuses expressions deeper than 1000 terms; an OR per watched topic
-# hits that with a thousand topics, so larger sets are read in slices.
+# SQLite refuses expressions nested more than 1000 deep and each OR adds a
+# level, so a poll reads the watched topics in slices of this many.
 TOPICS_PER_QUERY = 200
 # Events a listener may have waiting before it is told to catch up from the
 # database instead: a client that stops reading must not pin memory.
@@ -107,7 +106,7 @@ class DbCounter:
             setattr(self, kind, getattr(self, kind) + 1)
 
     def counted(self, fn: Callable[..., T], kind: str) -> Callable[..., T]:
-        """``fn`` with its statements counted as ``kind`` (a new connection's setup statement included)."""
+        """``fn`` with its statements counted as ``kind`` (a new connection's setup statements included)."""
 
         def count_statement(execute, sql, params, many, context):
             self.add(kind)
@@ -144,7 +143,7 @@ def tidy_connections(fn: Callable[..., T]) -> Callable[..., T]:
 
 
 def keep_connection(fn: Callable[..., T]) -> Callable[..., T]:
-    """Wrap ``fn`` for the poller's own thread: one connection for the life of the process, renewed after an error.
+    """Wrap ``fn`` for the poller's own thread: one connection kept between polls, renewed after an error.
 
     With the default CONN_MAX_AGE=0, closing after every poll would mean a
     new connection (and its setup statements) twice a second, per process.
@@ -173,7 +172,7 @@ def read_new_events(cursors: dict[uuid.UUID, int], *, limit: int) -> tuple[list[
     for start in range(0, len(items), TOPICS_PER_QUERY):
         chunk = items[start : start + TOPICS_PER_QUERY]
         # Served by the (topic, seq) unique index: one range per topic, already in order.
-        where = reduce(or_, (Q(topic_id=tid, seq__gt=seq) for tid, seq in chunk))
+        where = functools.reduce(or_, (Q(topic_id=tid, seq__gt=seq) for tid, seq in chunk))
         rows = list(
             TopicEvent.objects.filter(where)
             .order_by("topic_id", "seq")
