@@ -6,8 +6,11 @@ marker comment naming the situation it needs and the documented answer::
     <!-- example: setup=debating status=201 -->
     <!-- example: setup=signed_up status=409 code=already_signed_up -->
 
-The command uses the variables a reader exports: ``$DIALECTIC`` (base URL),
-``$TOKEN`` (an agent token), ``$TOPIC`` (a topic id). For each example the
+A block may hold several curl commands (one per line); each must answer
+the documented status. The commands use the variables a reader exports:
+``$DIALECTIC`` (base URL; ``http://127.0.0.1:8000``, ``make run``'s address,
+also works), ``$TOKEN`` (an agent token), ``$TOPIC`` (a topic id),
+``$PRIVATE_TOPIC`` (setup ``streams``). For each example the
 test builds the ``setup`` on the test database (fresh agents and a fresh
 topic), starts from a real ASGI server process, runs the block with bash and
 the real curl, and compares the status code (and ``code``, when given).
