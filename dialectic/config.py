@@ -83,15 +83,22 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+_URL_HINT = "use sqlite:////absolute/path/db.sqlite3, sqlite:///relative.sqlite3 or mysql://user:pass@host:3306/name"
+
+
 def env_db(name: str, default: str) -> dict:
     raw = env.str(name, default=default)
     try:
         config = environ.Env.db_url_config(raw)
     except Exception as exc:  # django-environ raises several types for bad URLs
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL: {exc}") from None
+        # The URL is not echoed: it may carry a password.
+        raise ImproperlyConfigured(f"{name} is not a database URL ({type(exc).__name__}); {_URL_HINT}") from None
     engine = config.get("ENGINE", "")
     if engine not in ("django.db.backends.sqlite3", "django.db.backends.mysql"):
         raise ImproperlyConfigured(f"{name}: unsupported database {raw.split(':', 1)[0]!r}; use sqlite:// or mysql://")
+    if engine == "django.db.backends.sqlite3" and config.get("NAME") in ("", ":memory:"):
+        # Every connection would see its own empty database.
+        raise ImproperlyConfigured(f"{name}: an in-memory SQLite database is not supported; {_URL_HINT}")
     if engine == "django.db.backends.mysql" and not config.get("NAME"):
         # Not echoing the URL: it may carry the password.
         raise ImproperlyConfigured(f"{name}: the mysql:// URL names no database (mysql://user:pass@host:3306/NAME)")
@@ -105,7 +112,7 @@ def env_cache(name: str) -> dict:
     try:
         return environ.Env.cache_url_config(raw)
     except Exception as exc:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a cache URL: {exc}") from None
+        raise ImproperlyConfigured(f"{name} is not a cache URL ({exc}); example: redis://127.0.0.1:6379/0") from None
 
 
 _RATE = re.compile(r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$")

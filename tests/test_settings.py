@@ -111,6 +111,7 @@ def test_good_values_are_parsed(boot):
         ("ORCHESTRATOR_TICK_INTERVAL", "15 s"),
         ("THROTTLE_AGENT_WRITES", "lots"),
         ("THROTTLE_AGENT_WRITES", "10/fortnight"),
+        ("DATABASE_URL", "sqlite://"),
         ("CACHE_URL", "bogus://cache"),
     ],
 )
@@ -120,6 +121,12 @@ def test_a_bad_value_fails_at_startup_naming_the_variable(boot, variable, value)
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured")
     assert variable in last_line
+
+
+def test_a_bad_database_url_does_not_leak_its_password(boot):
+    code, _, stderr = boot(DATABASE_URL="postgres://dialectic:hunter2-secret@db.internal/dialectic")
+    assert code != 0
+    assert "DATABASE_URL" in stderr and "hunter2-secret" not in stderr
 
 
 def test_the_secret_key_is_required_unless_debug_is_on(boot):
