@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api demo clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ bench-sse: install
 # ARGS="--topics 1000 --tickers 4" to vary it.
 bench-ticker: install
 	$(BIN)/python bench/bench_ticker.py $(ARGS)
+
+# 20 agents posting arguments for 20 s vs /healthz, gunicorn + 2 uvicorn workers (docs/api.md).
+# MariaDB database dialectic_bench_api unless DATABASE_URL says otherwise. ARGS="--agents 40 --seconds 30".
+bench-api: install
+	$(BIN)/python bench/bench_api.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -152,6 +152,9 @@ def test_argument_event_matches_the_rest_representation(now):
     event = staged.topic.events.order_by("-seq").first()
     assert event.kind == "argument_posted"
     assert event.data == posted
+    # The POST answer, the event and the transcript's ArgumentOut are one representation.
+    (listed,) = client().get(f"/api/topics/{staged.topic.pk}/arguments/").json()
+    assert listed == posted
 
 
 # --- /api/agents/me/ -----------------------------------------------------------------

@@ -89,14 +89,16 @@ def _signup_closed_detail(topic: Topic, now: datetime) -> str:
     return f"Signup closed at {_timestamp(topic.signup_close_at)} (topic status: {topic.status})."
 
 
-def _open_round(topic: Topic, *, camp: str) -> Round | None:
-    """The open round with ``camp_posted``: how many arguments ``camp`` has in it (one query for both)."""
-    return (
-        Round.objects.filter(topic=topic, closed_at__isnull=True)
-        .annotate(camp_posted=Count("arguments", filter=Q(arguments__camp=camp)))
-        .order_by("-round_no")
-        .first()
-    )
+def _open_round(topic: Topic, *, count_camp: str | None) -> Round | None:
+    """The open round; with ``count_camp``, annotated with ``camp_posted``, that camp's arguments in it.
+
+    Counting in the same query saves a round trip; it is only done when the
+    topic has a per-round limit, since the count grows with the round.
+    """
+    rounds = Round.objects.filter(topic=topic, closed_at__isnull=True)
+    if count_camp is not None:
+        rounds = rounds.annotate(camp_posted=Count("arguments", filter=Q(arguments__camp=count_camp)))
+    return rounds.order_by("-round_no").first()
 
 
 def argument_data(argument: Argument) -> dict[str, Any]:
@@ -124,14 +126,15 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
         raise DebateNotActive(f"Arguments are accepted while the topic is debating; it is {topic.status}.")
     if now >= topic.debate_end_at:
         raise DebateNotActive(f"The debate ended at {_timestamp(topic.debate_end_at)}.")
-    rnd = _open_round(topic, camp=camp)
+    limit = topic.max_arguments_per_round
+    count_camp = camp if limit is not None else None
+    rnd = _open_round(topic, count_camp=count_camp)
     if rnd is None or (rnd.closes_at <= now and rnd.round_no < topic.round_count - 1):
         # The ticker is late with a round boundary: apply it so the argument lands in the right round.
         transitions.catch_up_rounds(topic, now=now)
-        rnd = _open_round(topic, camp=camp)
+        rnd = _open_round(topic, count_camp=count_camp)
     if rnd is None:
         raise DebateNotActive("No round is open.")
-    limit = topic.max_arguments_per_round
     # The count is exact: arguments for this topic are only inserted under its row lock, which we hold.
     if limit is not None and rnd.camp_posted >= limit:
         raise RoundLimitReached(

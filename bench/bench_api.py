@@ -1,0 +1,369 @@
+"""Agent API throughput: concurrent agents posting arguments vs. /healthz, on the real ASGI server and MariaDB.
+
+    make bench-api
+    .venv/bin/python bench/bench_api.py --agents 40 --seconds 30
+    DATABASE_URL=mysql://root@127.0.0.1:3306/other_db make bench-api
+
+Method. The benchmark owns a MariaDB database (created and migrated if
+missing; its previous bench rows deleted). It seeds ``agents / 2`` topics in
+``debating`` through ``orchestrator.transitions``, each with a pro and a con
+agent holding real tokens, then starts the server as the Procfile does:
+gunicorn with ``--workers 2`` of ``uvicorn_worker.UvicornWorker``
+(``dialectic.asgi``), production settings, except that the per-agent write
+throttle is lifted (``THROTTLE_AGENT_WRITES=1000000/minute``): the load is
+the point here, not the limit.
+
+The client is this process: one asyncio task per agent, each on its own
+keep-alive HTTP/1.1 connection (a minimal hand-written client, so client
+overhead stays small on a 2-core machine shared with the server and the
+database). Each task sends its next request as soon as the previous answer
+arrives (closed loop, no think time). Two runs of ``--seconds`` each, after a
+``--warmup`` that is not counted, with the same concurrency:
+
+1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine;
+2. ``POST /api/topics/{id}/arguments/`` with 200 to 2,000 bytes of mixed-script text.
+
+Reported per run: completed requests per second, latency p50/p99 (time from
+writing the request to reading the whole response), errors (any status but
+200/201, or a transport failure), and the arguments' throughput as a share
+of /healthz's. Finally every argument id from a 201 answer is looked up in
+the database (lost = answered 201 but not stored; must be 0), and each
+topic's ``argument_posted`` events are checked to equal its arguments, with
+gap-free seqs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dialectic_bench_api")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+TITLE = "api-bench"
+WORDS = [
+    "argument",
+    "evidence",
+    "reason",
+    "claim",
+    "rebuttal",
+    "premise",
+    "λόγος",
+    "доказательство",
+    "論拠",
+    "दलील",
+    "🙂",
+    "therefore",
+]
+
+
+def ensure_database(url: str) -> None:
+    """Create the MariaDB database the URL names, so the benchmark runs on a fresh machine."""
+    import MySQLdb
+
+    parts = urlparse(url)
+    if parts.scheme != "mysql":
+        sys.exit(f"bench_api measures MariaDB/MySQL; DATABASE_URL is {parts.scheme}://")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
+    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{parts.path.lstrip('/')}` CHARACTER SET utf8mb4")
+    conn.close()
+
+
+ensure_database(os.environ["DATABASE_URL"])
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from orchestrator import transitions  # noqa: E402
+from topics.models import Agent, Argument, EventKind, Signup, Topic, TopicEvent  # noqa: E402
+from topics.tokens import token_issue  # noqa: E402
+
+
+@dataclass
+class Seat:
+    topic_id: str
+    camp: str
+    token: str
+
+
+def seed(agents: int) -> list[Seat]:
+    Topic.objects.filter(title__startswith=TITLE).delete()
+    Agent.objects.filter(name__startswith=TITLE).delete()
+    now = timezone.now()
+    seats = []
+    for i in range((agents + 1) // 2):
+        topic = Topic.objects.create(
+            title=f"{TITLE} {i}",
+            signup_open_at=now - timedelta(minutes=2),
+            signup_close_at=now - timedelta(minutes=1),
+            debate_start_at=now - timedelta(minutes=1),
+            debate_end_at=now + timedelta(hours=2),
+        )
+        players = {
+            camp: Agent.objects.create(name=f"{TITLE}-{i}-{camp}", owner=f"{TITLE}-{i}-{camp}")
+            for camp in ("pro", "con", "judge")
+        }
+        with transaction.atomic():
+            locked = transitions.lock_topic(topic.pk)
+            transitions.open_signup(locked, now=now)
+            Signup.objects.bulk_create(Signup(topic=topic, agent=a, camp=c) for c, a in players.items())
+            transitions.close_signup(locked, now=now, rng=random.Random(i))
+            transitions.start_debate(locked, now=now)
+        seats += [Seat(str(topic.pk), camp, token_issue(agent=players[camp])) for camp in ("pro", "con")]
+    return seats[:agents]
+
+
+class Server:
+    """gunicorn with two uvicorn workers, as the Procfile runs it."""
+
+    def __init__(self, workers: int) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-api-server-", suffix=".log", delete=False)  # noqa: SIM115
+        env = {**os.environ, "THROTTLE_AGENT_WRITES": "1000000/minute"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dialectic.asgi:application",
+                "--worker-class",
+                "uvicorn_worker.UvicornWorker",
+                "--workers",
+                str(workers),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--graceful-timeout",
+                "2",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            if self.proc.poll() is not None:
+                sys.exit(f"server exited with {self.proc.returncode}; log: {self.log.name}")
+            if time.monotonic() > deadline:
+                self.stop()
+                sys.exit(f"server did not answer within 60s; log: {self.log.name}")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                return sock.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- a minimal keep-alive HTTP/1.1 client ---------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split()[1])
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length)
+    body = b""
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        body += await reader.readexactly(size)
+        await reader.readline()
+    await reader.readline()
+    return status, body
+
+
+@dataclass
+class Run:
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    created: list[int] = field(default_factory=list)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+def argument_body(rng: random.Random) -> bytes:
+    words = []
+    while sum(len(w.encode()) + 1 for w in words) < rng.randint(200, 2000):
+        words.append(rng.choice(WORDS))
+    return json.dumps({"content": " ".join(words)}).encode()
+
+
+async def agent_loop(port: int, request, expect: int, start: float, stop: float, run: Run, rng: random.Random) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while (now := time.monotonic()) < stop:
+            payload = request(rng)
+            sent = time.perf_counter()
+            try:
+                writer.write(payload)
+                await writer.drain()
+                status, body = await read_response(reader)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+                if now >= start:
+                    run.error(type(exc).__name__)
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            elapsed = time.perf_counter() - sent
+            if now < start:
+                continue  # warm-up
+            if status != expect:
+                run.error(f"HTTP {status}")
+                continue
+            run.latencies.append(elapsed)
+            if expect == 201:
+                run.created.append(json.loads(body)["id"])
+    finally:
+        writer.close()
+
+
+def healthz_request(rng: random.Random) -> bytes:
+    return b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def argument_request(seat: Seat):
+    head = (
+        f"POST /api/topics/{seat.topic_id}/arguments/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {seat.token}\r\nContent-Type: application/json\r\n"
+    )
+
+    def build(rng: random.Random) -> bytes:
+        body = argument_body(rng)
+        return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+    return build
+
+
+async def measure(port: int, requests: list, expect: int, warmup: float, seconds: float) -> Run:
+    run = Run()
+    start = time.monotonic() + warmup
+    stop = start + seconds
+    await asyncio.gather(
+        *(agent_loop(port, req, expect, start, stop, run, random.Random(i)) for i, req in enumerate(requests))
+    )
+    return run
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def report(name: str, run: Run, seconds: float) -> float:
+    rate = len(run.latencies) / seconds
+    print(
+        f"  {name:<22} {rate:8.1f} req/s   p50 {percentile(run.latencies, 0.50) * 1000:7.1f} ms"
+        f"   p99 {percentile(run.latencies, 0.99) * 1000:7.1f} ms   ok {len(run.latencies):6d}"
+        f"   errors {sum(run.errors.values())}{' ' + str(run.errors) if run.errors else ''}"
+    )
+    return rate
+
+
+def verify(seats: list[Seat], created: list[int]) -> tuple[int, list[str]]:
+    """Lost arguments (201 but not stored) and per-topic event inconsistencies."""
+    stored = set(Argument.objects.filter(id__in=created).values_list("id", flat=True))
+    lost = len(set(created) - stored)
+    problems = []
+    for topic_id in sorted({s.topic_id for s in seats}):
+        arguments = Argument.objects.filter(topic_id=topic_id).count()
+        events = TopicEvent.objects.filter(topic_id=topic_id, kind=EventKind.ARGUMENT_POSTED).count()
+        seqs = list(TopicEvent.objects.filter(topic_id=topic_id).order_by("seq").values_list("seq", flat=True))
+        if arguments != events:
+            problems.append(f"topic {topic_id}: {arguments} arguments, {events} argument_posted events")
+        if seqs != list(range(1, len(seqs) + 1)):
+            problems.append(f"topic {topic_id}: event seqs have gaps")
+    return lost, problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=20, help="concurrent agents (connections); default 20")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run; default 20")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run; default 3")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes; default 2")
+    args = parser.parse_args()
+
+    call_command("migrate", verbosity=0)
+    seats = seed(args.agents)
+    print(
+        f"bench_api: {args.agents} agents on {len({s.topic_id for s in seats})} debating topics, "
+        f"{args.workers} uvicorn workers under gunicorn, {args.seconds:.0f} s per run after {args.warmup:.0f} s warm-up"
+    )
+    print(
+        f"  machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"database {urlparse(os.environ['DATABASE_URL']).path.lstrip('/')} on MariaDB"
+    )
+    server = Server(args.workers)
+    try:
+        health = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, args.warmup, args.seconds))
+        posts = asyncio.run(measure(server.port, [argument_request(s) for s in seats], 201, args.warmup, args.seconds))
+    finally:
+        server.stop()
+    health_rate = report("GET /healthz", health, args.seconds)
+    post_rate = report("POST arguments", posts, args.seconds)
+    ratio = post_rate / health_rate if health_rate else float("nan")
+    lost, problems = verify(seats, posts.created)
+    stored = Argument.objects.filter(topic__title__startswith=TITLE).count()
+    print(f"  arguments / healthz    {ratio:8.1%}   (target >= 40%)")
+    print(f"  201 answers {len(posts.created)}, stored {stored} (incl. warm-up), lost {lost}")
+    for problem in problems:
+        print(f"  PROBLEM {problem}")
+    errors = sum(health.errors.values()) + sum(posts.errors.values())
+    ok = errors == 0 and lost == 0 and not problems and ratio >= 0.40
+    print(f"  result: {'PASS' if ok else 'FAIL'} (zero errors, nothing lost, ratio >= 40%)")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
