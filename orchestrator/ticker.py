@@ -6,12 +6,14 @@ until none finds work, delivers due announcements, and the loop sleeps in
 short slices so a stop request is honoured promptly.
 
 Any number of tickers may run at once. Each topic's transition is its own
-short durable transaction that locks the topic row with ``SKIP LOCKED``
-(so tickers never queue behind each other), re-checks the status and due
-time under the lock, and calls ``orchestrator.transitions``, whose
-conditional UPDATE is the second guard (and the only one on SQLite, where
-the IMMEDIATE transaction serialises writers instead). No sleep and no
-network call happens inside a transaction: delivery runs after the pass.
+short durable transaction that claims one due topic among the ids just read
+(``lock_any``: the row locked with ``SKIP LOCKED``, the due conditions
+evaluated on the current row), so tickers never queue behind each other and
+never spend a transaction on a topic another ticker already moved. Then it
+calls ``orchestrator.transitions``, whose conditional UPDATE is the second
+guard (and the only one on SQLite, where the IMMEDIATE transaction
+serialises writers instead). No sleep and no network call happens inside a
+transaction: delivery runs after the pass.
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ logger = logging.getLogger("orchestrator.ticker")
 
 S = TopicStatus
 
-# Rows fetched per due-query. Bounded so a backlog of 100,000 topics never
-# lands in memory at once; large enough that query overhead is negligible.
-BATCH_SIZE = 200
+# Due ids read per query. Bounded so a backlog of 100,000 topics never lands
+# in memory at once; small because each claim sends the batch's remaining ids
+# (an IN list) and large enough that the read is a small share of the work.
+BATCH_SIZE = 50
 
 # Longest uninterrupted sleep: the worst-case delay before a stop request is seen while idle.
 SLEEP_SLICE = 0.2
 
-Apply = Callable[[Topic, datetime], bool]
+# A transition; returning False (advance_round) means there was nothing to do after all.
+Apply = Callable[[Topic, datetime], object]
 
 
 class Ticker:
@@ -60,8 +64,8 @@ class Ticker:
         self.rng = rng or random.SystemRandom()
         self.clock = clock
         self.stopping = False
-        # Topic ids to leave alone for the rest of the pass: locked by another
-        # ticker (theirs to finish) or failed (logged; retried next pass).
+        # Topic ids to leave alone for the rest of the pass: their transition
+        # failed (logged; retried next pass) or lost a race.
         self._skip: set[Any] = set()
 
     # --- lifecycle ------------------------------------------------------------
@@ -146,111 +150,138 @@ class Ticker:
         ]
 
     def open_signups(self) -> int:
-        def apply(topic: Topic, now: datetime) -> bool:
-            if topic.status != S.CREATED or topic.signup_open_at > now:
-                return False
-            transitions.open_signup(topic, now=now)
-            return True
-
-        return self._drain("open_signup", Topic.objects.filter(status=S.CREATED), "signup_open_at", apply)
+        return self._drain(
+            "open_signup",
+            Topic.objects.filter(status=S.CREATED),
+            "signup_open_at",
+            lambda topic, now: transitions.open_signup(topic, now=now),
+        )
 
     def close_signups(self) -> int:
-        def apply(topic: Topic, now: datetime) -> bool:
-            if topic.status != S.SIGNUP_OPEN or topic.signup_close_at > now:
-                return False
-            transitions.close_signup(topic, now=now, rng=self.rng)
-            return True
-
-        return self._drain("close_signup", Topic.objects.filter(status=S.SIGNUP_OPEN), "signup_close_at", apply)
+        return self._drain(
+            "close_signup",
+            Topic.objects.filter(status=S.SIGNUP_OPEN),
+            "signup_close_at",
+            lambda topic, now: transitions.close_signup(topic, now=now, rng=self.rng),
+        )
 
     def start_debates(self) -> int:
-        def apply(topic: Topic, now: datetime) -> bool:
-            if topic.status != S.SIGNUP_CLOSED or topic.debate_start_at > now:
-                return False
-            transitions.start_debate(topic, now=now)
-            return True
-
-        return self._drain("start_debate", Topic.objects.filter(status=S.SIGNUP_CLOSED), "debate_start_at", apply)
+        return self._drain(
+            "start_debate",
+            Topic.objects.filter(status=S.SIGNUP_CLOSED),
+            "debate_start_at",
+            lambda topic, now: transitions.start_debate(topic, now=now),
+        )
 
     def advance_rounds(self) -> int:
         due_rounds = Round.objects.filter(
             closed_at__isnull=True, topic__status=S.DEBATING, round_no__lt=F("topic__round_count") - 1
         )
-
-        def apply(topic: Topic, now: datetime) -> bool:
-            return transitions.advance_round(topic, now=now)
-
         # One boundary per transaction. A topic several boundaries behind gets
         # its next round only after this drain read the due rounds, so drain
         # again until none is left: all boundaries before any debate's end.
         done = 0
-        while found := self._drain("advance_round", due_rounds, "closes_at", apply, topic_field="topic_id"):
+        while found := self._drain(
+            "advance_round",
+            due_rounds,
+            "closes_at",
+            lambda topic, now: transitions.advance_round(topic, now=now),
+            topic_field="topic_id",
+            claim=lambda now: Topic.objects.filter(
+                status=S.DEBATING,
+                rounds__closed_at__isnull=True,
+                rounds__closes_at__lte=now,
+                rounds__round_no__lt=F("round_count") - 1,
+            ),
+        ):
             done += found
         return done
 
     def end_debates(self) -> int:
-        def apply(topic: Topic, now: datetime) -> bool:
-            if topic.status != S.DEBATING or topic.debate_end_at > now:
-                return False
-            transitions.end_debate(topic, now=now)
-            return True
-
-        return self._drain("end_debate", Topic.objects.filter(status=S.DEBATING), "debate_end_at", apply)
+        return self._drain(
+            "end_debate",
+            Topic.objects.filter(status=S.DEBATING),
+            "debate_end_at",
+            lambda topic, now: transitions.end_debate(topic, now=now),
+        )
 
     def expire_verdicts(self) -> int:
-        def apply(topic: Topic, now: datetime) -> bool:
-            if topic.status != S.JUDGING or topic.verdict_due_at is None or topic.verdict_due_at > now:
-                return False
-            transitions.expire_verdict(topic, now=now)
-            return True
-
-        return self._drain("expire_verdict", Topic.objects.filter(status=S.JUDGING), "verdict_due_at", apply)
+        return self._drain(
+            "expire_verdict",
+            Topic.objects.filter(status=S.JUDGING),
+            "verdict_due_at",
+            lambda topic, now: transitions.expire_verdict(topic, now=now),
+        )
 
     # --- the machinery shared by the steps -------------------------------------
 
-    def _drain(self, name: str, candidates: QuerySet, due_field: str, apply: Apply, *, topic_field: str = "pk") -> int:
-        """Apply ``apply`` to every candidate whose ``due_field`` has passed, in due order, a batch at a time.
+    def _drain(
+        self,
+        name: str,
+        due: QuerySet,
+        due_field: str,
+        apply: Apply,
+        *,
+        topic_field: str = "pk",
+        claim: Callable[[datetime], QuerySet[Topic]] | None = None,
+    ) -> int:
+        """Transition every row of ``due`` whose ``due_field`` has passed, oldest first, a batch at a time.
 
-        Keyset pagination on (due, pk) rather than OFFSET or NOT IN: rows this
-        ticker skipped (locked elsewhere, failed) are stepped over, not re-read
-        forever, and each query is an index range scan.
+        ``due`` lists topics (or, with ``topic_field``, rows pointing at them).
+        Each transaction claims one of the batch's topics that is still due,
+        by default by ``due``'s own conditions, otherwise by ``claim(now)``,
+        evaluated on the locked row. Batches are read by keyset pagination on
+        (due, pk): every query is an index range scan and the drain always
+        moves forward.
         """
         done = 0
         after: tuple[datetime, Any] | None = None
         while not self.stopping:
-            rows = candidates.filter(**{f"{due_field}__lte": self.clock()})
+            rows = due.filter(**{f"{due_field}__lte": self.clock()})
             if after is not None:
                 rows = rows.filter(Q(**{f"{due_field}__gt": after[0]}) | Q(**{due_field: after[0], "pk__gt": after[1]}))
             batch = list(rows.order_by(due_field, "pk").values_list(due_field, "pk", topic_field)[: self.batch_size])
-            for _, _, topic_id in batch:
-                if self.stopping:
-                    break
-                if topic_id not in self._skip and self._transition(name, topic_id, apply):
-                    done += 1
+            pending = list(dict.fromkeys(topic_id for _, _, topic_id in batch if topic_id not in self._skip))
+            while pending and not self.stopping:
+                now = self.clock()
+                if claim is not None:
+                    claimable = claim(now).filter(pk__in=pending)
+                else:
+                    claimable = due.filter(pk__in=pending, **{f"{due_field}__lte": now})
+                made = self._transition(name, claimable, pending, apply, now)
+                if made is None:
+                    break  # the rest are held by other tickers or already moved on
+                done += made
             if len(batch) < self.batch_size:
                 break
             after = batch[-1][:2]
         return done
 
-    def _transition(self, name: str, topic_id: Any, apply: Apply) -> bool:
-        """One topic, one short transaction. True when the transition was made."""
+    def _transition(self, name: str, claimable: QuerySet[Topic], pending: list, apply: Apply, now: datetime):
+        """Claim one topic and transition it in one short transaction.
+
+        True when a transition was made, False when the claimed topic needed
+        none (or failed), None when nothing was left to claim. The claimed id
+        leaves ``pending`` either way.
+        """
+        topic: Topic | None = None
         try:
             with transaction.atomic(durable=True):
-                topic = transitions.lock_topic(topic_id, skip_locked=True)
+                topic = transitions.lock_any(claimable)
                 if topic is None:
-                    # Another ticker holds the row: that transition is theirs.
-                    self._skip.add(topic_id)
-                    return False
-                # Re-checked under the lock: the due-query's answer may be stale by now.
-                return apply(topic, self.clock())
+                    return None
+                pending.remove(topic.pk)
+                return apply(topic, now) is not False
         except transitions.StaleTopic:
             # Another writer changed the row between our read and our write; nothing to do.
-            logger.info("topic %s: %s skipped, changed concurrently", topic_id, name)
-            self._skip.add(topic_id)
+            logger.info("topic %s: %s skipped, changed concurrently", topic.pk, name)
+            self._skip.add(topic.pk)
             return False
         except Exception:
-            logger.exception("topic %s: %s failed; skipped until the next pass", topic_id, name)
-            self._skip.add(topic_id)
+            if topic is None:
+                raise  # the claim itself failed: a database problem, not this topic's
+            logger.exception("topic %s: %s failed; skipped until the next pass", topic.pk, name)
+            self._skip.add(topic.pk)
             if not connection.is_usable():
                 # Every other topic would fail the same way; end the pass and reconnect.
                 raise

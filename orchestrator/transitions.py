@@ -71,6 +71,21 @@ def lock_topic(topic_id, *, skip_locked: bool = False) -> Topic | None:
     return qs.filter(pk=topic_id).first()
 
 
+def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
+    """Lock and return one topic of ``candidates`` that no other transaction holds, or None.
+
+    The ticker's claim: several tickers reading the same due ids each get a
+    different one, and never one another ticker already moved on (the filter
+    is evaluated on the locked, current row). Unordered on purpose: with an
+    ORDER BY, MySQL reads, sorts and so locks every candidate to return one.
+    """
+    assert connection.in_atomic_block, "lock_any needs a transaction"
+    qs = candidates.order_by()
+    if connection.features.has_select_for_update:
+        qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
+    return next(iter(qs[:1]), None)
+
+
 def agent_ref(agent: Agent) -> dict[str, str]:
     return {"id": str(agent.id), "name": agent.name}
 
