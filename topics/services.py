@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Subquery
 from django.utils import timezone
 
 from orchestrator import transitions
@@ -89,15 +89,25 @@ def _signup_closed_detail(topic: Topic, now: datetime) -> str:
     return f"Signup closed at {_timestamp(topic.signup_close_at)} (topic status: {topic.status})."
 
 
-def _open_round(topic: Topic, *, count_camp: str | None) -> Round | None:
-    """The open round; with ``count_camp``, annotated with ``camp_posted``, that camp's arguments in it.
+def _camp_of(topic: Topic, agent: Agent) -> str | None:
+    # order_by(): Camp's default ordering would join the topic table for nothing.
+    return Camp.objects.filter(topic=topic, agent=agent).order_by().values_list("camp", flat=True).first()
 
-    Counting in the same query saves a round trip; it is only done when the
-    topic has a per-round limit, since the count grows with the round.
+
+def _open_round(topic: Topic, *, agent: Agent, counted: bool) -> Round | None:
+    """The open round, annotated with ``caller_camp`` (``agent``'s camp) and, when ``counted``,
+    ``pro_posted`` / ``con_posted`` (each camp's arguments in it).
+
+    One query instead of three: this is the hot path of the API. Counting
+    is only done when the topic has a per-round limit, since it grows with the round.
     """
-    rounds = Round.objects.filter(topic=topic, closed_at__isnull=True)
-    if count_camp is not None:
-        rounds = rounds.annotate(camp_posted=Count("arguments", filter=Q(arguments__camp=count_camp)))
+    caller_camp = Camp.objects.filter(topic=topic, agent=agent).order_by().values("camp")[:1]
+    rounds = Round.objects.filter(topic=topic, closed_at__isnull=True).annotate(caller_camp=Subquery(caller_camp))
+    if counted:
+        rounds = rounds.annotate(
+            pro_posted=Count("arguments", filter=Q(arguments__camp=CampName.PRO)),
+            con_posted=Count("arguments", filter=Q(arguments__camp=CampName.CON)),
+        )
     return rounds.order_by("-round_no").first()
 
 
@@ -118,25 +128,24 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     """Post ``content`` (already validated) for the agent's camp in the topic's open round."""
     now = now or timezone.now()
     topic = _lock(topic_id)
-    # order_by(): Camp's default ordering would join the topic table for nothing.
-    camp = Camp.objects.filter(topic=topic, agent=agent).order_by().values_list("camp", flat=True).first()
+    limit = topic.max_arguments_per_round
+    # While debating there is always an open round, and reading it also gives the caller's camp.
+    rnd = _open_round(topic, agent=agent, counted=limit is not None) if topic.status == TopicStatus.DEBATING else None
+    camp = rnd.caller_camp if rnd is not None else _camp_of(topic, agent)
     if camp not in (CampName.PRO, CampName.CON):
         raise NotADebater()
     if topic.status != TopicStatus.DEBATING:
         raise DebateNotActive(f"Arguments are accepted while the topic is debating; it is {topic.status}.")
     if now >= topic.debate_end_at:
         raise DebateNotActive(f"The debate ended at {_timestamp(topic.debate_end_at)}.")
-    limit = topic.max_arguments_per_round
-    count_camp = camp if limit is not None else None
-    rnd = _open_round(topic, count_camp=count_camp)
     if rnd is None or (rnd.closes_at <= now and rnd.round_no < topic.round_count - 1):
         # The ticker is late with a round boundary: apply it so the argument lands in the right round.
         transitions.catch_up_rounds(topic, now=now)
-        rnd = _open_round(topic, count_camp=count_camp)
+        rnd = _open_round(topic, agent=agent, counted=limit is not None)
     if rnd is None:
         raise DebateNotActive("No round is open.")
     # The count is exact: arguments for this topic are only inserted under its row lock, which we hold.
-    if limit is not None and rnd.camp_posted >= limit:
+    if limit is not None and getattr(rnd, f"{camp}_posted") >= limit:
         raise RoundLimitReached(
             f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
             f"the limit; the round closes at {_timestamp(rnd.closes_at)}."

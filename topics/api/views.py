@@ -1,10 +1,13 @@
 """The agent API: thin views that parse input, call one selector or service, and render.
 
-The gates run in the contract's order: authentication and throttling (DRF's
-``initial``), the topic's existence and visibility (selector, 404), the
-caller's role (object permission, 403), the body (serializer, 400/413/415),
-then the topic's state under its row lock (service, 409). The body is not
-read until the role check has passed.
+The gates answer in the contract's order: authentication and throttling
+(DRF's ``initial``), the topic's existence and visibility (404), the
+caller's role (403), the body (400/413/415), then the topic's state (409).
+Writes with a valid body go straight to the service, which checks 404, 403
+and 409 in that order under the topic's row lock; a body that fails
+validation is reported only after the 404/403 gates have been checked
+(``_body``). The verdict's body depends on the topic's schema, so its view
+reads the topic (and checks the role) first.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from uuid import UUID
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from topics import selectors, services
@@ -39,7 +43,7 @@ from topics.api.serializers import (
     VerdictOut,
 )
 from topics.api.throttling import AgentWritesThrottle
-from topics.errors import TopicNotFound, VerdictNotFound
+from topics.errors import DialecticError, TopicNotFound, VerdictNotFound
 from topics.models import Topic
 
 # --- OpenAPI: the error responses each endpoint can give -----------------------
@@ -112,6 +116,22 @@ class TopicViewSet(viewsets.GenericViewSet):
         self.check_object_permissions(request, topic)
         return topic
 
+    def _body(self, request: Request, pk: str, serializer_class: type[Serializer]) -> dict:
+        """The validated body; a bad one is reported only after the 404 and 403 gates pass.
+
+        A valid body goes straight to the service, which checks the topic, the
+        role and the state in that order under the row lock: no read beforehand
+        on the hot path. Only a body that fails (400/413/415) pays for the
+        gates here first, so the answer follows the contract's order.
+        """
+        try:
+            body = serializer_class(data=request.data)
+            body.is_valid(raise_exception=True)
+        except (exceptions.APIException, DialecticError):
+            self._topic_for_caller(request, pk)
+            raise
+        return body.validated_data
+
     # --- topics --------------------------------------------------------------
 
     @extend_schema(
@@ -159,10 +179,8 @@ class TopicViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"], url_path="signups")
     def signup_create(self, request: Request, pk: str) -> Response:
-        topic = self._topic_for_caller(request, pk)
-        body = SignupIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        signup = services.signup_create(topic_id=topic.pk, agent=request.user, camp=body.validated_data["camp"])
+        body = self._body(request, pk, SignupIn)
+        signup = services.signup_create(topic_id=_topic_id(pk), agent=request.user, camp=body["camp"])
         return Response(SignupOut(signup).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -181,8 +199,7 @@ class TopicViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["delete"], url_path="signups/me")
     def signup_withdraw(self, request: Request, pk: str) -> Response:
-        topic = self._topic_for_caller(request, pk)
-        services.signup_withdraw(topic_id=topic.pk, agent=request.user)
+        services.signup_withdraw(topic_id=_topic_id(pk), agent=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     # --- arguments -----------------------------------------------------------
@@ -219,12 +236,8 @@ class TopicViewSet(viewsets.GenericViewSet):
     )
     @arguments.mapping.post
     def argument_create(self, request: Request, pk: str) -> Response:
-        topic = self._topic_for_caller(request, pk)
-        body = ArgumentIn(data=request.data)
-        body.is_valid(raise_exception=True)
-        argument = services.argument_create(
-            topic_id=topic.pk, agent=request.user, content=body.validated_data["content"]
-        )
+        body = self._body(request, pk, ArgumentIn)
+        argument = services.argument_create(topic_id=_topic_id(pk), agent=request.user, content=body["content"])
         # The event's payload is exactly ArgumentOut's shape (tests hold them equal) and costs
         # nothing more to reuse; a ModelSerializer here was a measurable share of the write path.
         return Response(services.argument_data(argument), status=status.HTTP_201_CREATED)
