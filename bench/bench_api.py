@@ -20,8 +20,11 @@ database). Each task sends its next request as soon as the previous answer
 arrives (closed loop, no think time). Two runs of ``--seconds`` each, after a
 ``--warmup`` that is not counted, with the same concurrency:
 
-1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine;
-2. ``POST /api/topics/{id}/arguments/`` with 200 to 2,000 bytes of mixed-script text.
+1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine,
+   measured half before and half after the arguments run so that background load
+   drifting during the run affects both figures alike;
+2. ``POST /api/topics/{id}/arguments/`` with 200 to 2,000 bytes of mixed-script text
+   (64 bodies per agent prepared beforehand).
 
 Reported per run: completed requests per second, latency p50/p99 (time from
 writing the request to reading the whole response), errors (any status but
@@ -350,7 +353,10 @@ def main() -> None:
     )
     server = Server(args.workers)
     try:
-        health = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, args.warmup, args.seconds))
+        # /healthz in two halves around the arguments run, so drifting background load on a shared
+        # machine weighs on both figures alike.
+        half = args.seconds / 2
+        health = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, args.warmup, half))
         posts = asyncio.run(
             measure(
                 server.port,
@@ -360,6 +366,10 @@ def main() -> None:
                 args.seconds,
             )
         )
+        after = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, 1.0, half))
+        health.latencies += after.latencies
+        for kind, count in after.errors.items():
+            health.errors[kind] = health.errors.get(kind, 0) + count
     finally:
         server.stop()
     health_rate = report("GET /healthz", health, args.seconds)
