@@ -135,16 +135,20 @@ def test_the_loop_survives_a_failed_pass_but_once_mode_reports_it(ticker, monkey
 
 @pytest.mark.mariadb
 @pytest.mark.django_db(transaction=True)
-def test_a_topic_locked_by_another_ticker_is_skipped_not_waited_for(ticker, due_topics, monkeypatch):
-    """SKIP LOCKED: the other ticker's transaction is theirs; this one moves on at once."""
+def test_topics_locked_by_another_ticker_are_passed_over_not_waited_for(ticker, due_topics, monkeypatch):
+    """SKIP LOCKED: another ticker's rows are theirs; this one takes what is free, at once.
+
+    Nine of ten are held: more than one claim window, so a window with no free row is passed over too.
+    """
     monkeypatch.setattr("orchestrator.ticker.deliver_due", lambda **kwargs: 0)
-    held = due_topics[0]
+    by_due = sorted(due_topics, key=lambda t: t.signup_open_at)
+    held, free = by_due[:9], by_due[9]
     locked, release = threading.Event(), threading.Event()
 
     def other_ticker():
         try:
             with transaction.atomic():
-                Topic.objects.select_for_update().get(pk=held.pk)
+                list(Topic.objects.select_for_update().filter(pk__in=[t.pk for t in held]))
                 locked.set()
                 release.wait(30)
         finally:
@@ -155,13 +159,14 @@ def test_a_topic_locked_by_another_ticker_is_skipped_not_waited_for(ticker, due_
     try:
         assert locked.wait(10)
         started = time.monotonic()
-        assert ticker.run_pass() == 9
-        assert time.monotonic() - started < 5, "waited for the lock instead of skipping it"
-        assert Topic.objects.get(pk=held.pk).status == S.CREATED
+        assert ticker.run_pass() == 1
+        assert time.monotonic() - started < 5, "waited for the locks instead of passing over them"
+        assert Topic.objects.get(pk=free.pk).status == S.SIGNUP_OPEN
+        assert Topic.objects.filter(status=S.CREATED).count() == 9
     finally:
         release.set()
         thread.join()
-    assert ticker.run_pass() == 1, "the next pass picks it up"
+    assert ticker.run_pass() == 9, "the next pass picks them up"
 
 
 # --- the command ----------------------------------------------------------------------
