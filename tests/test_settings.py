@@ -34,6 +34,8 @@ print(json.dumps({
     "throttle": s.THROTTLE_AGENT_WRITES,
     "cache": s.CACHES["default"]["BACKEND"],
     "hosts": s.ALLOWED_HOSTS,
+    "csrf_origins": s.CSRF_TRUSTED_ORIGINS,
+    "proxy_ssl_header": s.SECURE_PROXY_SSL_HEADER,
 }))
 """
 
@@ -121,6 +123,19 @@ def test_a_bad_value_fails_at_startup_naming_the_variable(boot, variable, value)
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured")
     assert variable in last_line
+
+
+def test_behind_a_tls_proxy_the_admin_trusts_the_configured_origins(boot):
+    code, loaded, stderr = boot()
+    assert code == 0, stderr
+    assert loaded["csrf_origins"] == [] and loaded["proxy_ssl_header"] is None
+    code, loaded, stderr = boot(
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://debate.example.com, https://admin.example.com",
+        DJANGO_BEHIND_TLS_PROXY="on",
+    )
+    assert code == 0, stderr
+    assert loaded["csrf_origins"] == ["https://debate.example.com", "https://admin.example.com"]
+    assert loaded["proxy_ssl_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
 def test_a_bad_database_url_does_not_leak_its_password(boot):
