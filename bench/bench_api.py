@@ -16,9 +16,12 @@ the point here, not the limit.
 The client is this process: one asyncio task per agent, each on its own
 keep-alive HTTP/1.1 connection (a minimal hand-written client, so client
 overhead stays small on a 2-core machine shared with the server and the
-database). Each task sends its next request as soon as the previous answer
-arrives (closed loop, no think time). Two runs of ``--seconds`` each, after a
-``--warmup`` that is not counted, with the same concurrency:
+database). The connections are spread evenly over the two workers (checked
+in /proc): an idle uvicorn worker accepts every pending connection at once,
+so without this one worker would serve everything and the other idle. Each
+task sends its next request as soon as the previous answer arrives (closed
+loop, no think time). Two runs of ``--seconds`` each, after a ``--warmup``
+that is not counted, with the same concurrency:
 
 1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine,
    measured half before and half after the arguments run so that background load
@@ -182,6 +185,9 @@ class Server:
                 sys.exit(f"server did not answer within 60s; log: {self.log.name}")
             time.sleep(0.2)
 
+    def worker_pids(self) -> list[int]:
+        return [int(pid) for pid in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+
     def _healthy(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
@@ -242,8 +248,10 @@ def argument_body(rng: random.Random) -> bytes:
     return json.dumps({"content": " ".join(words)}).encode()
 
 
-async def agent_loop(port: int, request, expect: int, start: float, stop: float, run: Run, rng: random.Random) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def agent_loop(
+    port: int, conn: tuple, request, expect: int, start: float, stop: float, run: Run, rng: random.Random
+) -> None:
+    reader, writer = conn
     try:
         while (now := time.monotonic()) < stop:
             payload = request(rng)
@@ -292,12 +300,72 @@ def argument_request(seat: Seat, rng: random.Random):
     return build
 
 
-async def measure(port: int, requests: list, expect: int, warmup: float, seconds: float) -> Run:
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def _server_side_inode(port: int, client_port: int) -> str | None:
+    """The inode of the server's end of our connection from ``client_port``, from /proc/net/tcp."""
+    wanted_local, wanted_remote = f"{port:04X}", f"{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{wanted_local}") and fields[2].endswith(f":{wanted_remote}"):
+            return fields[9]
+    return None
+
+
+async def balanced_connections(server: Server, count: int) -> list[tuple]:
+    """``count`` keep-alive connections spread evenly over the workers.
+
+    An idle uvicorn worker accepts every pending connection in one go, so
+    connections opened together all land on one worker and the other idles.
+    Open them one at a time, see (in /proc) which worker accepted each, and
+    re-open those that landed on a worker that already has its share.
+    """
+    workers = server.worker_pids()
+    share = -(-count // len(workers))
+    held = {pid: 0 for pid in workers}
+    connections: list[tuple] = []
+    deadline = time.monotonic() + 60
+    while len(connections) < count:
+        if time.monotonic() > deadline:
+            sys.exit(f"could not spread {count} connections over workers {workers}: {held}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        client_port = writer.get_extra_info("sockname")[1]
+        owner = None
+        for _ in range(200):  # the accept happens on the server's own time
+            inode = _server_side_inode(server.port, client_port)
+            owner = next((pid for pid in workers if inode and inode in _socket_inodes(pid)), None)
+            if owner is not None:
+                break
+            await asyncio.sleep(0.005)
+        if owner is None or held[owner] >= share:
+            writer.close()
+            await asyncio.sleep(0.01)
+            continue
+        held[owner] += 1
+        connections.append((reader, writer))
+    return connections
+
+
+async def measure(server: Server, requests: list, expect: int, warmup: float, seconds: float) -> Run:
     run = Run()
+    connections = await balanced_connections(server, len(requests))
     start = time.monotonic() + warmup
     stop = start + seconds
     await asyncio.gather(
-        *(agent_loop(port, req, expect, start, stop, run, random.Random(i)) for i, req in enumerate(requests))
+        *(
+            agent_loop(server.port, conn, req, expect, start, stop, run, random.Random(i))
+            for i, (conn, req) in enumerate(zip(connections, requests, strict=True))
+        )
     )
     return run
 
@@ -356,17 +424,17 @@ def main() -> None:
         # /healthz in two halves around the arguments run, so drifting background load on a shared
         # machine weighs on both figures alike.
         half = args.seconds / 2
-        health = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, args.warmup, half))
+        health = asyncio.run(measure(server, [healthz_request] * args.agents, 200, args.warmup, half))
         posts = asyncio.run(
             measure(
-                server.port,
+                server,
                 [argument_request(s, random.Random(i)) for i, s in enumerate(seats)],
                 201,
                 args.warmup,
                 args.seconds,
             )
         )
-        after = asyncio.run(measure(server.port, [healthz_request] * args.agents, 200, 1.0, half))
+        after = asyncio.run(measure(server, [healthz_request] * args.agents, 200, 1.0, half))
         health.latencies += after.latencies
         for kind, count in after.errors.items():
             health.errors[kind] = health.errors.get(kind, 0) + count
