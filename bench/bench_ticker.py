@@ -12,8 +12,10 @@ address nothing listens on), so announcement rows are written as in
 production; the steps never deliver. Transition log lines are formatted and
 written to /dev/null, as a real ticker would write them to its log.
 
-Phase 1 times each step of one in-process ticker and counts its SQL
-statements per topic (BEGIN/COMMIT not included). Phase 2 re-seeds and runs
+Phase 1 times each step of one in-process ticker, counts its SQL
+statements per topic (BEGIN/COMMIT not included) and the ticker process's
+own CPU time per topic (the rest of the wall time is waiting for the
+database, which shares the machine). Phase 2 re-seeds and runs
 each step in two forked processes released together; topics/s is all topics
 over the wall time until both finish. After each phase every topic is
 checked for consistency (status, events, camps, rounds, announcements).
@@ -118,15 +120,18 @@ def phase_one(topics: int) -> dict[str, float]:
 
     rates = {}
     print(f"\nOne ticker, {topics} due topics per transition")
-    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9} {'SQL/topic':>9}")
+    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9} {'SQL/topic':>9} {'CPU ms/topic':>12}")
     with connection.execute_wrapper(count):
         for name, label in STEPS:
             statements[0] = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             done = getattr(ticker, name)()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             rates[name] = done / elapsed
-            print(f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f} {statements[0] / done:9.1f}")
+            print(
+                f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f} {statements[0] / done:9.1f} "
+                f"{cpu * 1000 / done:12.2f}"
+            )
     check(topic_ids)
     return rates
 
