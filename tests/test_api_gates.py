@@ -426,3 +426,29 @@ def test_order_400_before_409(now):
     closed = stage_topic("debating", now=now)
     response = player().client().post(url(closed.topic, "signups/"), {"camp": "left"}, format="json")
     assert response.status_code == 400 and "camp" in response.json()
+
+
+# --- the unique constraints behind the lock ------------------------------------------
+
+
+def test_a_verdict_slipping_past_the_check_hits_the_constraint_and_is_verdict_exists(now, monkeypatch):
+    """If the existence check ever missed a verdict (no lock), the unique constraint still answers 409."""
+    staged = stage_topic("judging", now=now)
+    Verdict.objects.create(topic=staged.topic, judge=staged.judge.agent, verdict={"winner": "con"}, rationale="r")
+    monkeypatch.setattr(Verdict.objects, "filter", lambda **kwargs: Verdict.objects.none())
+    response = staged.judge.client().post(url(staged.topic, "verdict/"), WINNER, format="json")
+    assert_error(response, 409, "verdict_exists")
+    monkeypatch.undo()
+    assert Verdict.objects.get(topic=staged.topic).verdict == {"winner": "con"}
+    assert staged.refresh().status == TopicStatus.JUDGING  # the failed request changed nothing
+
+
+def test_a_signup_slipping_past_the_check_hits_the_constraint_and_is_already_signed_up(now, monkeypatch):
+    staged = stage_topic("signup_open", now=now)
+    me = player()
+    Signup.objects.create(topic=staged.topic, agent=me.agent, camp="pro")
+    monkeypatch.setattr(Signup.objects, "filter", lambda **kwargs: Signup.objects.none())
+    response = me.client().post(url(staged.topic, "signups/"), {"camp": "con"}, format="json")
+    assert_error(response, 409, "already_signed_up")
+    monkeypatch.undo()
+    assert list(Signup.objects.filter(topic=staged.topic).values_list("camp", flat=True)) == ["pro"]
