@@ -735,9 +735,13 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
         {"title": ["Renamed mid-transition"], **{k: [v] for k, v in timeline_fields(signup_close_at=later).items()}}
     )
     responses = []
+    saver_connection: list[int] = []
 
     def save() -> None:
         try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID()")
+                saver_connection.append(cursor.fetchone()[0])
             responses.append(admin.post(change_url(topic), data))
         finally:
             connection.close()
@@ -748,8 +752,14 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
         saver.start()
 
         def admin_is_waiting() -> bool:
+            if not saver_connection:
+                return False
             with connection.cursor() as cursor:
-                cursor.execute("SELECT trx_state FROM information_schema.INNODB_TRX")
+                # Only the saver's own transaction: other processes on this server may be waiting too.
+                cursor.execute(
+                    "SELECT trx_state FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s",
+                    [saver_connection[0]],
+                )
                 return any(state == "LOCK WAIT" for (state,) in cursor.fetchall())
 
         # INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without readers: poll slower than that.
