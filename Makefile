@@ -36,6 +36,9 @@ demo: install
 test: install
 	$(BIN)/pytest
 
+# Every benchmark in turn, one after the other so they do not disturb each other.
+bench: bench-ticker bench-api bench-sse bench-fabric
+
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
 bench-fabric: install
