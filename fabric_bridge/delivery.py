@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,8 +85,13 @@ def deliver_due(*, now: datetime | None = None, should_stop: Callable[[], bool] 
                 if should_stop() or time.monotonic() >= deadline:
                     release(batch[index:])
                     return attempted
-                result = client.send(session, idempotency_key=str(claim.id), payload=claim.payload)
+                result = _send_unless_stopped(client, session, claim, should_stop)
                 attempted += 1
+                if result is None:
+                    # Stopping mid-send: the in-flight row keeps its claim and is sent again,
+                    # with the same Idempotency-Key, once the lease runs out.
+                    release(batch[index + 1 :])
+                    return attempted
                 record_outcome(claim, result, now=clock())
                 if result.outcome is Outcome.RETRY:
                     # Fabric is evidently down or overloaded: every further send this pass
@@ -93,6 +99,32 @@ def deliver_due(*, now: datetime | None = None, should_stop: Callable[[], bool] 
                     release(batch[index + 1 :])
                     return attempted
     return attempted
+
+
+# How often a send in flight looks at should_stop(): a stop request waits at most this long.
+STOP_POLL_SECONDS = 0.2
+
+
+def _send_unless_stopped(
+    client: FabricClient, session: requests.Session, claim: Claim, should_stop: Callable[[], bool]
+) -> SendResult | None:
+    """Send on a helper thread and wait in short slices, so SIGTERM never waits for Fabric's timeouts.
+
+    Returns None when a stop was requested before the answer came. The thread is a
+    daemon: a process that exits does not wait for the abandoned request.
+    """
+    outcome: list[SendResult] = []
+    sender = threading.Thread(
+        target=lambda: outcome.append(client.send(session, idempotency_key=str(claim.id), payload=claim.payload)),
+        name=f"fabric-send-{claim.id}",
+        daemon=True,
+    )
+    sender.start()
+    while sender.is_alive():
+        sender.join(STOP_POLL_SECONDS)
+        if sender.is_alive() and should_stop():
+            return None
+    return outcome[0] if outcome else SendResult(Outcome.RETRY, "the send failed unexpectedly")
 
 
 def claim_lease(client: FabricClient) -> timedelta:

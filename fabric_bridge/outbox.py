@@ -68,7 +68,9 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
             verdict_schema=schema.name,
         )
     elif kind == AnnouncementKind.TOPIC_COMPLETED:
-        outcome = verdict.verdict.get("winner") if isinstance(verdict.verdict, dict) else None
+        # A custom schema may make "winner" anything; only a string is an outcome to name.
+        winner = verdict.verdict.get("winner") if isinstance(verdict.verdict, dict) else None
+        outcome = winner if isinstance(winner, str) else None
         camps = {c.camp: c.agent.name for c in Camp.objects.filter(topic=topic).select_related("agent")}
         lines = [f"**Debate completed: {topic.title}**", ""]
         if CampName.PRO in camps and CampName.CON in camps:

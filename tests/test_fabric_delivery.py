@@ -375,3 +375,48 @@ def test_a_late_outcome_does_not_overwrite_the_new_claimant(fabric, make_topic, 
     delivery.record_outcome(stale, delivery.SendResult(delivery.Outcome.REJECTED, "HTTP 400"), now=now + lease)
     row.refresh_from_db()
     assert (row.status, row.attempts, row.last_error) == (AnnouncementStatus.SENT, 2, "")
+
+
+def test_a_stop_request_does_not_wait_for_a_hanging_send(fabric, settings, make_topic, now):
+    """SIGTERM during a send: the ticker returns within a poll slice, not after Fabric's read timeout."""
+    settings.FABRIC_READ_TIMEOUT = timedelta(seconds=30)
+    [row, second] = queue(make_topic, now, count=2)
+    fabric.script(Reply.hanging())
+    stop_at = time.monotonic() + 0.5
+
+    started = time.monotonic()
+    attempted = deliver_due(now=now, should_stop=lambda: time.monotonic() >= stop_at)
+    elapsed = time.monotonic() - started
+
+    assert attempted == 1
+    assert elapsed < 0.5 + 2 * delivery.STOP_POLL_SECONDS + 0.5  # far below the 30 s read timeout
+    row.refresh_from_db()
+    second.refresh_from_db()
+    # The in-flight row keeps its claim (resent with the same key after the lease); the rest is handed back.
+    assert (row.status, row.attempts) == (AnnouncementStatus.PENDING, 1) and row.next_attempt_at > now
+    assert (second.status, second.attempts) == (AnnouncementStatus.PENDING, 0)
+
+
+@pytest.mark.parametrize("winner", [["pro", "con"], {"camp": "pro"}, 3, None])
+def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_topic, make_agent, now, winner):
+    """A custom schema may allow any JSON as "winner": building the message must never block completion."""
+    from topics.models import VerdictSchema
+
+    schema = VerdictSchema.objects.create(name=f"free-{random.randrange(10**6)}", schema={"type": "object"})
+    topic = make_topic(verdict_schema=schema)
+    open_signup(topic, now)
+    agents = [make_agent() for _ in range(3)]
+    for camp, agent in zip(("pro", "con", "judge"), agents, strict=True):
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    with transaction.atomic():
+        locked = transitions.lock_topic(topic.pk)
+        transitions.close_signup(locked, now=now, rng=random.Random(1))
+        transitions.start_debate(locked, now=now)
+        transitions.end_debate(locked, now=now)
+        verdict = Verdict.objects.create(
+            topic=locked, judge=agents[2], verdict={"winner": winner}, rationale="Reasons."
+        )
+        transitions.complete(locked, verdict=verdict, now=now)
+    row = Announcement.objects.get(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED)
+    assert row.payload["metadata"]["outcome"] is None
+    assert "Debate completed" in row.payload["content"]
