@@ -13,7 +13,7 @@ from django.db import connection
 
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementKind
-from topics.models import Camp, CampName
+from topics.models import Camp, CampName, Visibility
 
 # Characters of the judge's rationale quoted in the completion announcement; the rest is in the API.
 RATIONALE_LIMIT = 600
@@ -96,6 +96,9 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
 
 def enqueue(topic, kind: str, *, now: datetime, verdict=None) -> Announcement | None:
     if not fabric_enabled():
+        return None
+    if topic.visibility == Visibility.PRIVATE:
+        # Private topics are for authenticated agents only; the channel may be read by anyone.
         return None
     assert connection.in_atomic_block, "announcements are queued in the transition's transaction"
     return Announcement.objects.create(

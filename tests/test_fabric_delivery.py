@@ -420,3 +420,13 @@ def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_
     row = Announcement.objects.get(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED)
     assert row.payload["metadata"]["outcome"] is None
     assert "Debate completed" in row.payload["content"]
+
+
+def test_a_private_topic_is_never_announced(fabric, make_topic, now):
+    topic = make_topic(visibility="private")
+    with transaction.atomic():
+        locked = transitions.lock_topic(topic.pk)
+        transitions.open_signup(locked, now=now)
+        transitions.cancel(locked, reason="staff changed their mind", now=now)
+    assert not Announcement.objects.filter(topic=topic).exists()
+    assert deliver_due(now=now) == 0 and fabric.requests() == []
