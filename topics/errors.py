@@ -18,17 +18,6 @@ class DialecticError(Exception):
         super().__init__(self.detail)
 
 
-class InvalidInput(DialecticError):
-    """Field errors, rendered in DRF's ``{"field": ["message", ...]}`` shape."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, fields: dict[str, list[str]]) -> None:
-        self.fields = fields
-        super().__init__("; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in fields.items()))
-
-
 class TopicNotFound(DialecticError):
     status_code = 404
     code = "not_found"

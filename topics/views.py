@@ -1,5 +1,7 @@
 """Plain Django views outside the DRF API: health, /skill.md, and JSON error pages for /api/."""
 
+import logging
+
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -9,6 +11,8 @@ from django.views.decorators.http import require_safe
 from topics.models import Argument
 from topics.tokens import TOKEN_PREFIX
 
+logger = logging.getLogger("topics.health")
+
 
 def healthz(request):
     try:
@@ -16,7 +20,9 @@ def healthz(request):
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any database failure means "not healthy", never a 500
-        return JsonResponse({"status": "unavailable", "database": str(exc)[:200]}, status=503)
+        # The reason goes to the log, not to anonymous callers (it names hosts and users).
+        logger.warning("healthz: database unavailable: %s", exc)
+        return JsonResponse({"status": "unavailable"}, status=503)
     return JsonResponse({"status": "ok"})
 
 

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from topics.errors import DialecticError, InvalidInput, ServiceUnavailable
+from topics.errors import DialecticError, ServiceUnavailable
 
 logger = logging.getLogger("topics.api")
 
@@ -45,9 +45,6 @@ def _first_code(codes: Any, default: str) -> str:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, InvalidInput):
-        set_rollback()
-        return Response(exc.fields, status=exc.status_code)
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
         exc = ServiceUnavailable()
