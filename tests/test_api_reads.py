@@ -242,4 +242,6 @@ def test_last_argument_of_the_last_round_means_wait_for_verdict(now):
     staged.con.client().post(f"/api/topics/{staged.topic.pk}/arguments/", {"content": "only"}, format="json")
     a = _assignment(_me(staged.con), staged.topic)
     assert a["next_action"] == "wait_for_verdict" and a["arguments_left"] == 0
+    # The wait ends when the debate does, not at the (optional) verdict deadline.
+    assert a["deadline"] == staged.topic.debate_end_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert Argument.objects.filter(topic=staged.topic).count() == 1

@@ -69,7 +69,7 @@ class ParentViewPermissionMixin:
         )
 
 
-class HistoryInline(ParentViewPermissionMixin, admin.TabularInline):
+class ReadOnlyInlineMixin(ParentViewPermissionMixin):
     """Rows the orchestrator and the API write: staff inspect them and never edit them."""
 
     extra = 0
@@ -83,6 +83,10 @@ class HistoryInline(ParentViewPermissionMixin, admin.TabularInline):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class HistoryInline(ReadOnlyInlineMixin, admin.TabularInline):
+    pass
 
 
 # --- topics -------------------------------------------------------------------
@@ -132,22 +136,12 @@ class ArgumentInline(HistoryInline):
         return argument.round.round_no
 
 
-class VerdictInline(ParentViewPermissionMixin, admin.StackedInline):
+class VerdictInline(ReadOnlyInlineMixin, admin.StackedInline):
     model = Verdict
     fields = readonly_fields = ("judge", "verdict", "rationale", "created_at")
-    can_delete = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Verdict]:
         return super().get_queryset(request).select_related("judge")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TopicEventInline(HistoryInline):

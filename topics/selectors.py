@@ -138,7 +138,8 @@ def _debater_next(topic: Topic, camp: str, now: datetime) -> Assignment:
         if left == 0:
             if round_no < topic.round_count - 1:
                 return Assignment(topic, None, camp, NextAction.WAIT_FOR_NEXT_ROUND, closes_at, round_no, 0)
-            return Assignment(topic, None, camp, NextAction.WAIT_FOR_VERDICT, topic.verdict_due_at, round_no, 0)
+            # Nothing left to post: the next thing that happens is the debate's end.
+            return Assignment(topic, None, camp, NextAction.WAIT_FOR_VERDICT, topic.debate_end_at, round_no, 0)
         return Assignment(topic, None, camp, NextAction.ARGUE, closes_at, round_no, left)
     return Assignment(topic, None, camp, NextAction.WAIT_FOR_VERDICT, topic.verdict_due_at)
 
