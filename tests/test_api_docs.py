@@ -43,9 +43,7 @@ CONTRACT_CODES = {
 
 def _domain_codes() -> set[str]:
     return {
-        cls.code
-        for cls in vars(errors).values()
-        if isinstance(cls, type) and issubclass(cls, errors.DialecticError) and cls is not errors.InvalidInput
+        cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.DialecticError)
     } - {"invalid"}
 
 
