@@ -300,7 +300,7 @@ class Agent:
     judged: set[str] = field(default_factory=set)  # topics we posted (or gave up on) a verdict for
 
     def introduce(self) -> None:
-        profile = self.api.me()["agent"]
+        profile = self.api.me()
         self.name = profile["name"]
         self.log(f"signed in as {self.name} ({profile['id']})")
 

@@ -87,7 +87,7 @@ def test_create_agent_prints_a_working_token_on_the_last_line():
     stored = AgentToken.objects.get(agent=agent)
     assert token.split("_", 2)[2] not in (stored.digest, stored.prefix)
     body = client(token).get("/api/agents/me/").json()
-    assert body["agent"]["name"] == "plato" and body["agent"]["owner"] == "academy"
+    assert body["name"] == "plato" and body["owner"] == "academy"
 
 
 @pytest.mark.parametrize("args, message", [(["  "], "blank"), (["x" * 101], "longer than")])

@@ -174,8 +174,8 @@ def _assignment(body: dict, topic) -> dict:
 def test_me_shows_the_profile():
     me = player(name="sokrates", owner="athens")
     body = _me(me)
-    assert body["agent"]["id"] == str(me.agent.pk)
-    assert body["agent"]["name"] == "sokrates" and body["agent"]["owner"] == "athens"
+    assert body["id"] == str(me.agent.pk)
+    assert body["name"] == "sokrates" and body["owner"] == "athens"
     assert body["assignments"] == []
 
 

@@ -246,12 +246,14 @@ class AssignmentOut(serializers.Serializer):
         ref_name = "Assignment"
 
 
-class MeOut(serializers.Serializer):
-    agent = AgentProfileOut()
-    assignments = AssignmentOut(many=True)
+class MeOut(AgentProfileOut):
+    """The agent representation (DESIGN.md: plus ``owner``) with the caller's assignments."""
 
-    class Meta:
+    assignments = AssignmentOut(many=True, read_only=True)
+
+    class Meta(AgentProfileOut.Meta):
         ref_name = "Me"
+        fields = [*AgentProfileOut.Meta.fields, "assignments"]
 
 
 class ErrorOut(serializers.Serializer):

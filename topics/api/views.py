@@ -311,4 +311,5 @@ class MeView(APIView):
     )
     def get(self, request: Request) -> Response:
         assignments = selectors.agent_assignments(agent=request.user, now=timezone.now())
-        return Response(MeOut({"agent": request.user, "assignments": assignments}).data)
+        request.user.assignments = assignments
+        return Response(MeOut(request.user).data)
