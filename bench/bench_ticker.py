@@ -1,7 +1,7 @@
 """How fast does the ticker drain due topics? One ticker, then two side by side.
 
     make bench-ticker                       # MariaDB database dlc_bench, 5,000 topics
-    .venv/bin/python bench/bench_ticker.py --topics 5000 --tickers 2
+    .venv/bin/python bench/bench_ticker.py --topics 5000 --tickers 2 [--workers 1]
 
 For each transition, N topics are due at once (seeded with their whole
 timeline in the past, four signups each from a pool of 40 agents, two
@@ -12,10 +12,11 @@ address nothing listens on), so announcement rows are written as in
 production; the steps never deliver. Transition log lines are formatted and
 written to /dev/null, as a real ticker would write them to its log.
 
-Phase 1 times each step of one in-process ticker, counts its SQL
-statements per topic (BEGIN/COMMIT not included) and the ticker process's
-own CPU time per topic (the rest of the wall time is waiting for the
-database, which shares the machine). Phase 2 re-seeds and runs
+Phase 1 times each step of one in-process ticker (with its worker
+threads, ``--workers``, default the ticker's ``WORKERS``), counts its SQL
+statements per topic on every thread's connection (BEGIN/COMMIT not
+included) and the ticker process's own CPU time per topic, all threads (the
+rest of the wall time is waiting for the database, which shares the machine). Phase 2 re-seeds and runs
 each step in two forked processes released together; topics/s is all topics
 over the wall time until both finish. After each phase every topic is
 checked for consistency (status, events, camps, rounds, announcements).
@@ -28,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,22 +107,30 @@ def check(topic_ids: list) -> None:
     print(f"  check: all {len(topic_ids)} topics consistent and finished (cancelled: no verdict by ...)")
 
 
-def phase_one(topics: int) -> dict[str, float]:
+def phase_one(topics: int, workers: int) -> dict[str, float]:
     from django.db import connection
+    from django.db.backends.signals import connection_created
 
     from orchestrator.ticker import Ticker
 
     topic_ids = reseed(topics)
-    ticker = Ticker()
+    ticker = Ticker(workers=workers)
     statements = [0]
+    counting = threading.Lock()
 
     def count(execute, sql, params, many, context):
-        statements[0] += 1
+        with counting:
+            statements[0] += 1
         return execute(sql, params, many, context)
 
+    def count_on(sender, connection, **kwargs) -> None:
+        # The ticker's worker threads open their own connections: count theirs too.
+        connection.execute_wrappers.append(count)
+
     rates = {}
-    print(f"\nOne ticker, {topics} due topics per transition")
+    print(f"\nOne ticker ({workers} worker thread{'s' if workers != 1 else ''}), {topics} due topics per transition")
     print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9} {'SQL/topic':>9} {'CPU ms/topic':>12}")
+    connection_created.connect(count_on)
     with connection.execute_wrapper(count):
         for name, label in STEPS:
             statements[0] = 0
@@ -132,16 +142,17 @@ def phase_one(topics: int) -> dict[str, float]:
                 f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f} {statements[0] / done:9.1f} "
                 f"{cpu * 1000 / done:12.2f}"
             )
+    connection_created.disconnect(count_on)
     check(topic_ids)
     return rates
 
 
-def _worker(step: str, barrier, results) -> None:
+def _worker(step: str, workers: int, barrier, results) -> None:
     from django.db import connection, connections
 
     from orchestrator.ticker import Ticker
 
-    ticker = Ticker()
+    ticker = Ticker(workers=workers)
     connection.ensure_connection()  # connect before the start line, not on the clock
     barrier.wait()
     done = getattr(ticker, step)()
@@ -149,7 +160,7 @@ def _worker(step: str, barrier, results) -> None:
     results.put(done)
 
 
-def phase_two(topics: int, tickers: int) -> dict[str, float]:
+def phase_two(topics: int, tickers: int, workers: int) -> dict[str, float]:
     from django.db import connections
 
     topic_ids = reseed(topics)
@@ -160,7 +171,7 @@ def phase_two(topics: int, tickers: int) -> dict[str, float]:
     print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9}  split")
     for name, label in STEPS:
         barrier, results = ctx.Barrier(tickers + 1), ctx.Queue()
-        workers = [ctx.Process(target=_worker, args=(name, barrier, results)) for _ in range(tickers)]
+        workers = [ctx.Process(target=_worker, args=(name, workers, barrier, results)) for _ in range(tickers)]
         for worker in workers:
             worker.start()
         barrier.wait()
@@ -196,6 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--topics", type=int, default=5000, help="due topics per transition (default 5000)")
     parser.add_argument("--tickers", type=int, default=2, help="tickers side by side in phase 2 (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker threads per ticker (default: the ticker's own, WORKERS)"
+    )
     args = parser.parse_args()
 
     create_database()
@@ -204,8 +218,11 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     describe_machine()
-    one = phase_one(args.topics)
-    many = phase_two(args.topics, args.tickers)
+    from orchestrator.ticker import WORKERS
+
+    workers = WORKERS if args.workers is None else args.workers
+    one = phase_one(args.topics, workers)
+    many = phase_two(args.topics, args.tickers, workers)
     simple = [rate for name, rate in one.items() if name != "close_signups"]
     print(
         f"\nsummary: one ticker allocates {one['close_signups']:.0f} topics/s (target ≥ 200) and makes "
