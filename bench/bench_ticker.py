@@ -160,7 +160,7 @@ def _worker(step: str, workers: int, barrier, results) -> None:
     results.put(done)
 
 
-def phase_two(topics: int, tickers: int, workers: int) -> dict[str, float]:
+def phase_two(topics: int, tickers: int, threads: int) -> dict[str, float]:
     from django.db import connections
 
     topic_ids = reseed(topics)
@@ -171,7 +171,7 @@ def phase_two(topics: int, tickers: int, workers: int) -> dict[str, float]:
     print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9}  split")
     for name, label in STEPS:
         barrier, results = ctx.Barrier(tickers + 1), ctx.Queue()
-        workers = [ctx.Process(target=_worker, args=(name, workers, barrier, results)) for _ in range(tickers)]
+        workers = [ctx.Process(target=_worker, args=(name, threads, barrier, results)) for _ in range(tickers)]
         for worker in workers:
             worker.start()
         barrier.wait()
