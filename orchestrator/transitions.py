@@ -68,7 +68,8 @@ def lock_topic(topic_id, *, skip_locked: bool = False) -> Topic | None:
     qs: QuerySet[Topic] = Topic.objects.all()
     if connection.features.has_select_for_update:
         qs = qs.select_for_update(skip_locked=skip_locked and connection.features.has_select_for_update_skip_locked)
-    return qs.filter(pk=topic_id).first()
+    # A primary-key lookup: no ORDER BY (first() would add the default ordering, compiled on every call).
+    return next(iter(qs.filter(pk=topic_id).order_by()[:1]), None)
 
 
 def lock_any(candidates: QuerySet[Topic]) -> Topic | None:

@@ -50,7 +50,8 @@ def token_lookup(raw: str) -> AgentToken | None:
     if parsed is None:
         return None
     prefix, secret = parsed
-    token = AgentToken.objects.select_related("agent").filter(prefix=prefix).first()
+    # prefix is unique: no ORDER BY (first() would sort by the default ordering, compiled on every request).
+    token = next(iter(AgentToken.objects.select_related("agent").filter(prefix=prefix).order_by()[:1]), None)
     # Compare even when the prefix is unknown so timing does not reveal which prefixes exist.
     expected = token.digest if token else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or token is None:
