@@ -61,10 +61,15 @@ class ArgumentIn(serializers.Serializer):
         ref_name = "NewArgument"
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """Any JSON in, so a list or a string gets our own field error; documented as the object it must be."""
+
+
 class VerdictIn(serializers.Serializer):
     """Needs ``context["schema"]``: the topic's verdict schema document."""
 
-    verdict = serializers.JSONField(help_text="A JSON object valid against the topic's verdict_schema.schema.")
+    verdict = JSONObjectField(help_text="A JSON object valid against the topic's verdict_schema.schema.")
     rationale = Text(max_bytes=MAX_RATIONALE_BYTES, help_text="Why; required, not blank.")
 
     def validate_verdict(self, value: Any) -> dict:
