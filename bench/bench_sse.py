@@ -202,7 +202,7 @@ class Server:
 @dataclass
 class Listener:
     topic_id: uuid.UUID
-    received: dict[int, float] = field(default_factory=dict)  # argument id → arrival (monotonic)
+    received: dict[str, float] = field(default_factory=dict)  # argument id → arrival (monotonic)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     failure: str | None = None
 
@@ -244,7 +244,7 @@ class Post:
     topic_id: uuid.UUID
     started: float
     answered: float
-    argument_id: int
+    argument_id: str
 
 
 async def post_arguments(

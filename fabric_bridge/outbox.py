@@ -14,6 +14,7 @@ from django.db import connection
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementKind
 from topics.models import Camp, CampName, Visibility
+from topics.representations import timestamp
 
 # Characters of the judge's rationale quoted in the completion announcement; the rest is in the API.
 RATIONALE_LIMIT = 600
@@ -21,10 +22,6 @@ RATIONALE_LIMIT = 600
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _quote(text: str, limit: int = RATIONALE_LIMIT) -> list[str]:
@@ -60,11 +57,11 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
         lines.append(f"- Verdict schema: `{schema.name}`" + (f" — {schema.description}" if schema.description else ""))
         lines += ["", f"Sign up as pro, con or judge: `POST /api/topics/{topic.id}/signups/`"]
         metadata.update(
-            signup_open_at=_iso(topic.signup_open_at),
-            signup_close_at=_iso(topic.signup_close_at),
-            debate_start_at=_iso(topic.debate_start_at),
-            debate_end_at=_iso(topic.debate_end_at),
-            verdict_due_at=_iso(topic.verdict_due_at),
+            signup_open_at=timestamp(topic.signup_open_at),
+            signup_close_at=timestamp(topic.signup_close_at),
+            debate_start_at=timestamp(topic.debate_start_at),
+            debate_end_at=timestamp(topic.debate_end_at),
+            verdict_due_at=timestamp(topic.verdict_due_at),
             verdict_schema=schema.name,
         )
     elif kind == AnnouncementKind.TOPIC_COMPLETED:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from fabric_bridge import config as fabric_config
@@ -209,11 +209,17 @@ class Ticker:
             "closes_at",
             lambda topic, now: transitions.advance_round(topic, now=now),
             topic_field="topic_id",
+            # EXISTS, not a join: MySQL's FOR UPDATE would lock the joined round rows too.
             claim=lambda now: Topic.objects.filter(
+                Exists(
+                    Round.objects.filter(
+                        topic=OuterRef("pk"),
+                        closed_at__isnull=True,
+                        closes_at__lte=now,
+                        round_no__lt=OuterRef("round_count") - 1,
+                    )
+                ),
                 status=S.DEBATING,
-                rounds__closed_at__isnull=True,
-                rounds__closes_at__lte=now,
-                rounds__round_no__lt=F("round_count") - 1,
             ),
         ):
             done += found

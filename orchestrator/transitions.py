@@ -22,7 +22,6 @@ from fabric_bridge import outbox
 from fabric_bridge.models import AnnouncementKind
 from orchestrator.allocator import Allocation, Volunteer, allocate
 from topics.models import (
-    Agent,
     Camp,
     EventKind,
     Round,
@@ -32,6 +31,7 @@ from topics.models import (
     TopicStatus,
     Verdict,
 )
+from topics.representations import timestamp, verdict_data
 
 logger = logging.getLogger("orchestrator.transitions")
 
@@ -85,14 +85,6 @@ def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     if connection.features.has_select_for_update:
         qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
     return next(iter(qs[:1]), None)
-
-
-def agent_ref(agent: Agent) -> dict[str, str]:
-    return {"id": str(agent.id), "name": agent.name}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _write(topic: Topic, events: list[Event], *, status: str | None = None, cancelled_reason: str | None = None):
@@ -170,7 +162,7 @@ def _open_round(topic: Topic, round_no: int) -> tuple[Round, Event]:
     rnd = Round.objects.create(topic=topic, round_no=round_no, opens_at=opens_at, closes_at=closes_at)
     return rnd, (
         EventKind.ROUND_OPENED,
-        {"round_no": round_no, "opens_at": _iso(opens_at), "closes_at": _iso(closes_at)},
+        {"round_no": round_no, "opens_at": timestamp(opens_at), "closes_at": timestamp(closes_at)},
     )
 
 
@@ -182,7 +174,7 @@ def _close_round(rnd: Round | None, *, now: datetime) -> list[Event]:
     if rnd is None:
         return []
     Round.objects.filter(pk=rnd.pk).update(closed_at=now)
-    return [(EventKind.ROUND_CLOSED, {"round_no": rnd.round_no, "closed_at": _iso(now)})]
+    return [(EventKind.ROUND_CLOSED, {"round_no": rnd.round_no, "closed_at": timestamp(now)})]
 
 
 def _boundary_due(topic: Topic, rnd: Round | None, now: datetime) -> bool:
@@ -237,20 +229,16 @@ def end_debate(topic: Topic, *, now: datetime) -> None:
 
 
 def complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
-    data = {
-        "judge": agent_ref(verdict.judge),
-        "verdict": verdict.verdict,
-        "rationale": verdict.rationale,
-        "created_at": _iso(verdict.created_at),
-    }
-    _change_status(topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, data)])
+    _change_status(
+        topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
+    )
     outbox.enqueue(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
 def expire_verdict(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.JUDGING:
         raise TransitionError(f"topic {topic.pk}: no verdict deadline applies in {topic.status}")
-    _cancel(topic, f"no verdict by {_iso(topic.verdict_due_at)}", now=now)
+    _cancel(topic, f"no verdict by {timestamp(topic.verdict_due_at)}", now=now)
 
 
 def cancel(topic: Topic, *, reason: str, now: datetime) -> None:

@@ -172,7 +172,7 @@ def debated_topic(make_topic, make_agent, now):
         rnd = locked.rounds.get(round_no=0)
         for camp, text in (("pro", "Pro opens: 🦜 a polynomial parrot."), ("con", "Con replies: no certificate.")):
             arg = Argument.objects.create(topic=locked, round=rnd, agent=agents[camp], camp=camp, content=text)
-            transitions.record_events(locked, [(EventKind.ARGUMENT_POSTED, {"id": arg.pk, "content": text})])
+            transitions.record_events(locked, [(EventKind.ARGUMENT_POSTED, {"id": str(arg.pk), "content": text})])
     walk(topic, transitions.advance_round, now=topic.debate_start_at + timedelta(minutes=16))
     walk(topic, transitions.end_debate, now=topic.debate_end_at)
     with transaction.atomic():

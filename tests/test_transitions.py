@@ -14,6 +14,7 @@ from fabric_bridge.models import Announcement, AnnouncementKind
 from orchestrator import transitions
 from orchestrator.ticker import Ticker
 from topics.models import Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
+from topics.representations import timestamp
 
 S = TopicStatus
 SECOND = timedelta(seconds=1)
@@ -227,7 +228,7 @@ def test_three_rounds_split_the_debate_evenly_and_turn_over_at_each_boundary(mak
     assert topic.status == S.JUDGING
     assert Round.objects.get(topic=topic, round_no=2).closed_at == topic.debate_end_at
 
-    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    iso = timestamp
     assert events(topic)[seen_before:] == [
         (EventKind.ROUND_CLOSED, {"round_no": 0, "closed_at": iso(start + ten)}),
         (EventKind.ROUND_OPENED, {"round_no": 1, "opens_at": iso(start + ten), "closes_at": iso(start + 2 * ten)}),
@@ -303,7 +304,7 @@ def test_no_verdict_by_the_deadline_cancels(make_topic, make_agent, clock, ticke
     clock.move_to(topic.verdict_due_at)
     assert ticker.expire_verdicts() == 1
     topic.refresh_from_db()
-    reason = f"no verdict by {topic.verdict_due_at.isoformat().replace('+00:00', 'Z')}"
+    reason = f"no verdict by {timestamp(topic.verdict_due_at)}"
     assert (topic.status, topic.cancelled_reason) == (S.CANCELLED, reason)
     assert events(topic)[-2:] == [
         (EventKind.STATUS_CHANGED, {"from": "judging", "to": "cancelled", "reason": reason}),

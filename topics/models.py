@@ -272,6 +272,8 @@ class Round(models.Model):
 class Argument(models.Model):
     MAX_CONTENT_BYTES = 32768
 
+    # UUID like every id the API shows (DESIGN.md: "UUID ids").
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="arguments")
     round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="arguments")
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="arguments")

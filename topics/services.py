@@ -10,8 +10,7 @@ validated by the caller (the API serializers); status changes go through
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
@@ -32,13 +31,7 @@ from topics.errors import (
     VerdictNotOpen,
 )
 from topics.models import Agent, Argument, Camp, CampName, EventKind, Round, Signup, Topic, TopicStatus, Verdict
-
-# Same shape as the API's DATETIME_FORMAT, so an argument reads the same over REST and SSE.
-TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _timestamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+from topics.representations import argument_data, timestamp
 
 
 def _lock(topic_id: UUID | str) -> Topic:
@@ -85,8 +78,8 @@ def signup_withdraw(*, topic_id: UUID | str, agent: Agent, now: datetime | None 
 
 def _signup_closed_detail(topic: Topic, now: datetime) -> str:
     if topic.status == TopicStatus.CREATED:
-        return f"Signup opens at {_timestamp(topic.signup_open_at)}."
-    return f"Signup closed at {_timestamp(topic.signup_close_at)} (topic status: {topic.status})."
+        return f"Signup opens at {timestamp(topic.signup_open_at)}."
+    return f"Signup closed at {timestamp(topic.signup_close_at)} (topic status: {topic.status})."
 
 
 def _camp_of(topic: Topic, agent: Agent) -> str | None:
@@ -111,18 +104,6 @@ def _open_round(topic: Topic, *, agent: Agent, counted: bool) -> Round | None:
     return rounds.order_by("-round_no").first()
 
 
-def argument_data(argument: Argument) -> dict[str, Any]:
-    """The argument as the API and the ``argument_posted`` event show it."""
-    return {
-        "id": argument.pk,
-        "round_no": argument.round.round_no,
-        "camp": argument.camp,
-        "agent": transitions.agent_ref(argument.agent),
-        "content": argument.content,
-        "created_at": _timestamp(argument.created_at),
-    }
-
-
 @transaction.atomic
 def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: datetime | None = None) -> Argument:
     """Post ``content`` (already validated) for the agent's camp in the topic's open round."""
@@ -137,7 +118,7 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     if topic.status != TopicStatus.DEBATING:
         raise DebateNotActive(f"Arguments are accepted while the topic is debating; it is {topic.status}.")
     if now >= topic.debate_end_at:
-        raise DebateNotActive(f"The debate ended at {_timestamp(topic.debate_end_at)}.")
+        raise DebateNotActive(f"The debate ended at {timestamp(topic.debate_end_at)}.")
     if rnd is None or (rnd.closes_at <= now and rnd.round_no < topic.round_count - 1):
         # The ticker is late with a round boundary: apply it so the argument lands in the right round.
         transitions.catch_up_rounds(topic, now=now)
@@ -148,7 +129,7 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     if limit is not None and getattr(rnd, f"{camp}_posted") >= limit:
         raise RoundLimitReached(
             f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
-            f"the limit; the round closes at {_timestamp(rnd.closes_at)}."
+            f"the limit; the round closes at {timestamp(rnd.closes_at)}."
         )
     argument = Argument.objects.create(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
     transitions.record_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
@@ -171,11 +152,11 @@ def verdict_create(
         transitions.end_debate(topic, now=now)
     if topic.status != TopicStatus.JUDGING:
         if topic.status == TopicStatus.DEBATING:
-            raise VerdictNotOpen(f"The debate ends at {_timestamp(topic.debate_end_at)}; judge after that.")
+            raise VerdictNotOpen(f"The debate ends at {timestamp(topic.debate_end_at)}; judge after that.")
         raise VerdictNotOpen(f"This topic is {topic.status}; it takes no verdict.")
     if topic.verdict_due_at is not None and now >= topic.verdict_due_at:
         # The ticker cancels the topic at this deadline; a late verdict must not race it.
-        raise VerdictNotOpen(f"The verdict was due by {_timestamp(topic.verdict_due_at)}.")
+        raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
     try:
         with transaction.atomic():
             accepted = Verdict.objects.create(topic=topic, judge=judge, verdict=verdict, rationale=rationale)

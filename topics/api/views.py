@@ -45,6 +45,7 @@ from topics.api.serializers import (
 from topics.api.throttling import AgentWritesThrottle
 from topics.errors import DialecticError, TopicNotFound, VerdictNotFound
 from topics.models import Topic
+from topics.representations import argument_data
 
 # --- OpenAPI: the error responses each endpoint can give -----------------------
 
@@ -240,7 +241,7 @@ class TopicViewSet(viewsets.GenericViewSet):
         argument = services.argument_create(topic_id=_topic_id(pk), agent=request.user, content=body["content"])
         # The event's payload is exactly ArgumentOut's shape (tests hold them equal) and costs
         # nothing more to reuse; a ModelSerializer here was a measurable share of the write path.
-        return Response(services.argument_data(argument), status=status.HTTP_201_CREATED)
+        return Response(argument_data(argument), status=status.HTTP_201_CREATED)
 
     # --- verdict -------------------------------------------------------------
 
