@@ -59,6 +59,8 @@ from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import ensure_mysql_database, web_argv  # noqa: E402
+
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dialectic_bench_api")
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
 os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
@@ -81,24 +83,7 @@ WORDS = [
 ]
 
 
-def ensure_database(url: str) -> None:
-    """Create the MariaDB database the URL names, so the benchmark runs on a fresh machine."""
-    import MySQLdb
-
-    parts = urlparse(url)
-    if parts.scheme != "mysql":
-        sys.exit(f"bench_api measures MariaDB/MySQL; DATABASE_URL is {parts.scheme}://")
-    conn = MySQLdb.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=parts.username or "root",
-        password=parts.password or "",
-    )
-    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{parts.path.lstrip('/')}` CHARACTER SET utf8mb4")
-    conn.close()
-
-
-ensure_database(os.environ["DATABASE_URL"])
+ensure_mysql_database(os.environ["DATABASE_URL"], "bench_api")
 
 import django  # noqa: E402
 
@@ -157,20 +142,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(prefix="bench-api-server-", suffix=".log", delete=False)  # noqa: SIM115
         env = {**os.environ, "THROTTLE_AGENT_WRITES": "1000000/minute"}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dialectic.asgi:application",
-                "--worker-class",
-                "uvicorn_worker.UvicornWorker",
-                "--workers",
-                str(workers),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--graceful-timeout",
-                "2",
-            ],
+            web_argv(self.port, workers=workers),
             cwd=BASE_DIR,
             env=env,
             stdout=self.log,
@@ -235,7 +207,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 class Run:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
-    created: list[int] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -385,9 +357,9 @@ def report(name: str, run: Run, seconds: float) -> float:
     return rate
 
 
-def verify(seats: list[Seat], created: list[int]) -> tuple[int, list[str]]:
+def verify(seats: list[Seat], created: list[str]) -> tuple[int, list[str]]:
     """Lost arguments (201 but not stored) and per-topic event inconsistencies."""
-    stored = set(Argument.objects.filter(id__in=created).values_list("id", flat=True))
+    stored = {str(pk) for pk in Argument.objects.filter(id__in=created).values_list("id", flat=True)}
     lost = len(set(created) - stored)
     problems = []
     for topic_id in sorted({s.topic_id for s in seats}):

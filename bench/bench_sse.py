@@ -50,35 +50,18 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import ensure_mysql_database, web_argv  # noqa: E402
+
 os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dialectic_bench_sse")
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
 os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
-def ensure_database(url: str) -> None:
-    """Create the MariaDB database the URL names, so the benchmark runs on a fresh machine."""
-    import MySQLdb
-
-    parts = urlparse(url)
-    if parts.scheme != "mysql":
-        sys.exit(f"bench_sse measures MariaDB/MySQL; DATABASE_URL is {parts.scheme}://")
-    conn = MySQLdb.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=parts.username or "root",
-        password=parts.password or "",
-    )
-    name = parts.path.lstrip("/")
-    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-
-
-ensure_database(os.environ["DATABASE_URL"])
+ensure_mysql_database(os.environ["DATABASE_URL"], "bench_sse")
 
 import django  # noqa: E402
 
@@ -144,21 +127,7 @@ class Server:
             "THROTTLE_AGENT_WRITES": "1000000/minute",
         }
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dialectic.asgi:application",
-                "--worker-class",
-                "uvicorn_worker.UvicornWorker",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--graceful-timeout",
-                "2",
-                "--no-control-socket",
-            ],
+            web_argv(self.port, workers=1),
             cwd=BASE_DIR,
             env=env,
             stdout=self.log,

@@ -29,6 +29,17 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 AGENT_PY = BASE_DIR / "examples" / "agent.py"
 
 
+def web_argv(port: int, *, workers: int = 1, graceful_timeout: float = 2) -> list[str]:
+    """The web server the Procfile and the Dockerfile run: gunicorn with uvicorn workers."""
+    return [
+        sys.executable, "-m", "gunicorn", "dialectic.asgi:application",
+        "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers),
+        "--bind", f"127.0.0.1:{port}", "--graceful-timeout", f"{graceful_timeout:g}",
+        # Every local gunicorn would otherwise share the control socket's default path.
+        "--no-control-socket",
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     """A port the OS says is free right now (another process could still take it before we bind)."""
     with socket.socket() as sock:
@@ -126,17 +137,7 @@ class Stack:
         self.children: list[Child] = []
 
     def start(self, *, timeout: float = 30.0) -> Stack:
-        # The same server the Procfile and the Dockerfile run: gunicorn with one uvicorn worker.
-        self.web = self._spawn(
-            "web",
-            [
-                sys.executable, "-m", "gunicorn", "dialectic.asgi:application",
-                "--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1",
-                "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2",
-                # Unused here, and every local gunicorn would share its default path.
-                "--no-control-socket",
-            ],
-        )  # fmt: skip
+        self.web = self._spawn("web", web_argv(self.port))
         if self.with_ticker:
             self.ticker = self._spawn("ticker", [sys.executable, "manage.py", "run_ticker"])
         self.wait_healthy(timeout=timeout)

@@ -12,7 +12,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import IO
 
 import httpx
 
+from scripts.stack import web_argv
 from tests.support import BASE_DIR, child_env, wait_for
 
 
@@ -42,21 +42,7 @@ class AsgiServer:
         self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         defaults = {"SSE_HEARTBEAT_INTERVAL": "1s", "SSE_POLL_INTERVAL": "100ms", "SSE_STATS_ENABLED": "1"}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dialectic.asgi:application",
-                "--worker-class",
-                "uvicorn_worker.UvicornWorker",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--graceful-timeout",
-                "1",
-                "--no-control-socket",
-            ],
+            web_argv(self.port, graceful_timeout=1),
             cwd=BASE_DIR,
             env=child_env({**defaults, **(env or {})}),
             stdin=subprocess.DEVNULL,
