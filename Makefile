@@ -36,8 +36,10 @@ demo: install
 test: install
 	$(BIN)/pytest
 
-# Every benchmark in turn, one after the other so they do not disturb each other.
-bench: bench-ticker bench-api bench-sse bench-fabric
+# Every benchmark in turn, one after the other so they do not disturb each other;
+# a benchmark that misses its target does not stop the others (-k), but fails the run.
+bench: install
+	$(MAKE) -k bench-ticker bench-api bench-sse bench-fabric
 
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
