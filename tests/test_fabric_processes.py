@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import signal
 import uuid
@@ -10,7 +9,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.apps import apps
 from django.db import connection
 from django.utils import timezone
 
@@ -18,8 +16,8 @@ from fabric_bridge.config import REQUIRED
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from fabric_bridge.outbox import build_payload
 from tests.fabric_server import FabricServer, Reply, fabric_env
-from tests.support import ManageProcess, child_env, wait_for
-from topics.models import Topic, VerdictSchema
+from tests.support import ManageProcess, child_env, ensure_winner_schema, wait_for
+from topics.models import Topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +27,7 @@ ATTEMPTED = re.compile(r"(\d+) announcements attempted")
 def seed_announcements(count: int) -> list[str]:
     """``count`` pending, due announcements for topics far in the future (the tickers only deliver)."""
     now = timezone.now()
-    # An earlier transactional test's flush removed the migration's row.
-    importlib.import_module("topics.migrations.0002_winner_schema").create_winner(apps, None)
-    schema = VerdictSchema.objects.get(name="winner")
+    schema = ensure_winner_schema()  # an earlier transactional test's flush removed the migration's row
     day = timedelta(days=1)
     topics = [
         Topic(
