@@ -21,9 +21,7 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -39,12 +37,10 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
-from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus  # noqa: E402
-from fabric_bridge.outbox import build_payload  # noqa: E402
-from tests.fabric_server import FabricServer, Reply, fabric_env  # noqa: E402
-from topics.models import Topic, VerdictSchema  # noqa: E402
+from fabric_bridge.models import Announcement, AnnouncementStatus  # noqa: E402
+from tests.fabric_server import FabricServer, Reply, fabric_env, seed_announcements  # noqa: E402
+from topics.models import Topic  # noqa: E402
 
 PASS_LINE = re.compile(r"announcements attempted in ([\d.]+)s")
 TITLE = "fabric-bench"
@@ -56,34 +52,7 @@ def reset() -> None:
 
 def seed(count: int) -> None:
     reset()
-    now = timezone.now()
-    day = timedelta(days=1)
-    schema = VerdictSchema.objects.get(name="winner")
-    topics = [
-        Topic(
-            id=uuid.uuid4(),
-            title=f"{TITLE} {i}",
-            signup_open_at=now + day,
-            signup_close_at=now + 2 * day,
-            debate_start_at=now + 3 * day,
-            debate_end_at=now + 4 * day,
-            verdict_schema=schema,
-        )
-        for i in range(count)
-    ]
-    Topic.objects.bulk_create(topics, batch_size=500)
-    Announcement.objects.bulk_create(
-        [
-            Announcement(
-                topic=t,
-                kind=AnnouncementKind.SIGNUP_OPENED,
-                payload=build_payload(t, AnnouncementKind.SIGNUP_OPENED),
-                next_attempt_at=now - timedelta(seconds=1),
-            )
-            for t in topics
-        ],
-        batch_size=500,
-    )
+    seed_announcements(count, title=TITLE)
 
 
 def tickers(count: int, env: dict[str, str]) -> tuple[float, list[str]]:

@@ -148,3 +148,48 @@ def fabric_env(server: FabricServer, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+def seed_announcements(count: int, *, title: str = "Backlog") -> list[str]:
+    """``count`` pending, due announcements for topics far in the future (tickers only deliver them).
+
+    Returns the announcement ids (the Idempotency-Keys Fabric will see), sorted.
+    Shared by the delivery tests and ``bench/bench_fabric.py``.
+    """
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fabric_bridge.models import Announcement, AnnouncementKind
+    from fabric_bridge.outbox import build_payload
+    from tests.support import ensure_winner_schema
+    from topics.models import Topic
+
+    now = timezone.now()
+    schema = ensure_winner_schema()  # a transactional test's flush may have removed the migration's row
+    day = timedelta(days=1)
+    topics = [
+        Topic(
+            id=uuid.uuid4(),
+            title=f"{title} {i}",
+            signup_open_at=now + day,
+            signup_close_at=now + 2 * day,
+            debate_start_at=now + 3 * day,
+            debate_end_at=now + 4 * day,
+            verdict_schema=schema,
+        )
+        for i in range(count)
+    ]
+    Topic.objects.bulk_create(topics, batch_size=500)
+    rows = [
+        Announcement(
+            topic=topic,
+            kind=AnnouncementKind.SIGNUP_OPENED,
+            payload=build_payload(topic, AnnouncementKind.SIGNUP_OPENED),
+            next_attempt_at=now - timedelta(seconds=1),
+        )
+        for topic in topics
+    ]
+    Announcement.objects.bulk_create(rows, batch_size=500)
+    return sorted(str(row.id) for row in rows)

@@ -4,55 +4,19 @@ from __future__ import annotations
 
 import re
 import signal
-import uuid
 from collections import Counter
-from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from fabric_bridge.config import REQUIRED
-from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
-from fabric_bridge.outbox import build_payload
-from tests.fabric_server import FabricServer, Reply, fabric_env
-from tests.support import ManageProcess, child_env, ensure_winner_schema, wait_for
-from topics.models import Topic
+from fabric_bridge.models import Announcement, AnnouncementStatus
+from tests.fabric_server import FabricServer, Reply, fabric_env, seed_announcements
+from tests.support import ManageProcess, child_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ATTEMPTED = re.compile(r"(\d+) announcements attempted")
-
-
-def seed_announcements(count: int) -> list[str]:
-    """``count`` pending, due announcements for topics far in the future (the tickers only deliver)."""
-    now = timezone.now()
-    schema = ensure_winner_schema()  # an earlier transactional test's flush removed the migration's row
-    day = timedelta(days=1)
-    topics = [
-        Topic(
-            id=uuid.uuid4(),
-            title=f"Backlog {i}",
-            signup_open_at=now + day,
-            signup_close_at=now + 2 * day,
-            debate_start_at=now + 3 * day,
-            debate_end_at=now + 4 * day,
-            verdict_schema=schema,
-        )
-        for i in range(count)
-    ]
-    Topic.objects.bulk_create(topics, batch_size=500)
-    rows = [
-        Announcement(
-            topic=topic,
-            kind=AnnouncementKind.SIGNUP_OPENED,
-            payload=build_payload(topic, AnnouncementKind.SIGNUP_OPENED),
-            next_attempt_at=now - timedelta(seconds=1),
-        )
-        for topic in topics
-    ]
-    Announcement.objects.bulk_create(rows, batch_size=500)
-    return sorted(str(row.id) for row in rows)
 
 
 @pytest.fixture
