@@ -53,12 +53,9 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import ensure_mysql_database, web_argv  # noqa: E402
+from bench.common import bench_environment, ensure_mysql_database, web_argv  # noqa: E402
 
-os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dialectic_bench_sse")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_sse")
 
 
 ensure_mysql_database(os.environ["DATABASE_URL"], "bench_sse")

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from urllib.parse import urlparse
 
 from scripts.stack import web_argv  # noqa: F401  (re-exported: the one gunicorn command line)
+
+
+def bench_environment(database_url: str) -> None:
+    """Production settings on the benchmark's own database (DATABASE_URL overrides), quiet logs."""
+    os.environ.setdefault("DATABASE_URL", database_url)
+    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
 def ensure_mysql_database(url: str, bench: str) -> None:
