@@ -10,6 +10,7 @@ The ticker, the API and the admin all call these functions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from datetime import datetime
@@ -57,19 +58,25 @@ class StaleTopic(Exception):
     """The topic row changed under us: the caller did not hold its lock, or another writer won."""
 
 
-def lock_topic(topic_id, *, skip_locked: bool = False) -> Topic | None:
-    """Lock and return the topic row, or None when it is missing (or locked, with ``skip_locked``).
+def lock_topic(topic_id) -> Topic | None:
+    """Lock and return the topic row, or None when it is missing.
 
     On SQLite row locks do not exist; the IMMEDIATE transaction holds the
     database's write lock instead, so the re-read here is current.
     """
     assert connection.in_atomic_block, "lock_topic needs a transaction"
-    # No select_related: MySQL would lock the joined rows too (the shared verdict schema).
-    qs: QuerySet[Topic] = Topic.objects.all()
-    if connection.features.has_select_for_update:
-        qs = qs.select_for_update(skip_locked=skip_locked and connection.features.has_select_for_update_skip_locked)
-    # A primary-key lookup: no ORDER BY (first() would add the default ordering, compiled on every call).
-    return next(iter(qs.filter(pk=topic_id).order_by()[:1]), None)
+    # Every write to a topic starts here, so the SQL is hand-written: the ORM took longer to
+    # compile even this query than the database took to run it (docs/api.md, "Benchmark");
+    # raw() still converts the columns as the ORM would. No join: MySQL would lock the joined
+    # rows too (the shared verdict schema).
+    topic_id = Topic._meta.pk.get_db_prep_value(topic_id, connection)
+    return next(iter(Topic.objects.raw(_lock_sql(), [topic_id])), None)
+
+
+@functools.cache
+def _lock_sql() -> str:
+    sql = f"SELECT * FROM {connection.ops.quote_name(Topic._meta.db_table)} WHERE id = %s"
+    return sql + " FOR UPDATE" if connection.features.has_select_for_update else sql
 
 
 def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
@@ -96,7 +103,15 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
         updates["status"] = status
     if cancelled_reason is not None:
         updates["cancelled_reason"] = cancelled_reason
-    changed = Topic.objects.filter(pk=topic.pk, status=topic.status, event_seq=topic.event_seq).update(**updates)
+    # The conditional UPDATE, hand-written for the same reason as lock_topic's SELECT.
+    assignments = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in updates)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Topic._meta.db_table)} SET {assignments}"
+            " WHERE id = %s AND status = %s AND event_seq = %s",
+            [*updates.values(), Topic._meta.pk.get_db_prep_value(topic.pk, connection), topic.status, topic.event_seq],
+        )
+        changed = cursor.rowcount
     if changed != 1:
         raise StaleTopic(f"topic {topic.pk} changed concurrently (expected status {topic.status})")
     created = TopicEvent.objects.bulk_create(
