@@ -10,11 +10,11 @@ validated by the caller (the API serializers); status changes go through
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Subquery
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orchestrator import transitions
@@ -91,17 +91,31 @@ def _open_round(topic: Topic, *, agent: Agent, counted: bool) -> Round | None:
     """The open round, annotated with ``caller_camp`` (``agent``'s camp) and, when ``counted``,
     ``pro_posted`` / ``con_posted`` (each camp's arguments in it).
 
-    One query instead of three: this is the hot path of the API. Counting
-    is only done when the topic has a per-round limit, since it grows with the round.
+    One query instead of three, and hand-written: this is the hot path of the
+    API, and the ORM's compilation of it cost more CPU than running it
+    (docs/api.md, "Benchmark"). Counting is only done when the topic has a
+    per-round limit, since it grows with the round.
     """
-    caller_camp = Camp.objects.filter(topic=topic, agent=agent).order_by().values("camp")[:1]
-    rounds = Round.objects.filter(topic=topic, closed_at__isnull=True).annotate(caller_camp=Subquery(caller_camp))
-    if counted:
-        rounds = rounds.annotate(
-            pro_posted=Count("arguments", filter=Q(arguments__camp=CampName.PRO)),
-            con_posted=Count("arguments", filter=Q(arguments__camp=CampName.CON)),
-        )
-    return rounds.order_by("-round_no").first()
+    params = [
+        Agent._meta.pk.get_db_prep_value(agent.pk, connection),
+        Topic._meta.pk.get_db_prep_value(topic.pk, connection),
+    ]
+    return next(iter(Round.objects.raw(_open_round_sql(counted), params)), None)
+
+
+@functools.cache
+def _open_round_sql(counted: bool) -> str:
+    rounds, camps, arguments = (connection.ops.quote_name(m._meta.db_table) for m in (Round, Camp, Argument))
+    counts = "".join(
+        f", (SELECT COUNT(*) FROM {arguments} a WHERE a.round_id = r.id AND a.camp = '{camp}') AS {camp}_posted"
+        for camp in (CampName.PRO, CampName.CON)
+        if counted
+    )
+    return (
+        f"SELECT r.*, (SELECT c.camp FROM {camps} c WHERE c.topic_id = r.topic_id AND c.agent_id = %s LIMIT 1)"
+        f" AS caller_camp{counts} FROM {rounds} r WHERE r.topic_id = %s AND r.closed_at IS NULL"
+        " ORDER BY r.round_no DESC LIMIT 1"
+    )
 
 
 @transaction.atomic
