@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -13,9 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.api_support import client, player
-from topics.api.authentication import _touch
 from topics.models import Agent, AgentToken
-from topics.tokens import token_issue, tokens_revoke
+from topics.tokens import token_issue, token_lookup, token_touch, tokens_revoke
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +52,9 @@ def test_the_touch_is_conditional_in_sql_too():
     with time_machine.travel(start, tick=False):
         me.client().get("/api/topics/")
     token = AgentToken.objects.get(agent=me.agent)
-    stale_copy = AgentToken.objects.select_related("agent").get(pk=token.pk)
-    stale_copy.last_used_at = None  # as another process would have seen it a moment ago
+    stale_copy = dataclasses.replace(token_lookup(me.token, now=start), use_due=True)  # as another process saw it
     with time_machine.travel(start + timedelta(seconds=5), tick=False):
-        _touch(stale_copy)
+        token_touch(stale_copy)
     token.refresh_from_db()
     assert token.last_used_at == start
 
@@ -101,3 +101,21 @@ def test_create_agent_rejects_a_duplicate_name():
     with pytest.raises(CommandError, match="already exists"):
         call_command("create_agent", "aristotle", stdout=StringIO())
     assert Agent.objects.filter(name="aristotle").count() == 1
+
+
+def test_token_lookup_reads_token_and_agent_in_one_query_and_keeps_the_digest_off_the_agent():
+    me = player()
+    with CaptureQueriesContext(connection) as lookup:
+        bearer = token_lookup(me.token)
+    assert len(lookup.captured_queries) == 1
+    # The agent is converted as the ORM would (it becomes request.user) and carries no token columns.
+    assert bearer.agent == me.agent and bearer.agent.name == me.agent.name
+    assert isinstance(bearer.agent.pk, uuid.UUID) and bearer.agent.created_at.tzinfo is not None
+    assert bearer.agent.is_active is True
+    assert not [name for name in vars(bearer.agent) if name.startswith("token_")]
+    assert bearer.use_due  # never used yet
+    token_touch(bearer)
+    assert token_lookup(me.token).use_due is False
+    wrong_secret = me.token[:-1] + ("A" if me.token[-1] != "A" else "B")
+    assert token_lookup(wrong_secret) is None
+    assert token_lookup("dlc_000000000000_" + me.token.split("_", 2)[2]) is None  # unknown prefix

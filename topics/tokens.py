@@ -6,16 +6,24 @@ the full token exists once, in the return value of ``token_issue``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from topics.models import Agent, AgentToken
 
 TOKEN_PREFIX = "dlc"
+
+# Writing "last used" on every request would turn every read into a write;
+# once a minute is enough to tell live agents from dead ones.
+TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def _digest(secret: str) -> str:
@@ -44,18 +52,65 @@ def parse_token(raw: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def token_lookup(raw: str) -> AgentToken | None:
-    """The live token matching ``raw`` (with its agent), or None: unknown, wrong secret, revoked, inactive agent."""
+@dataclass(frozen=True)
+class Bearer:
+    """A live token as ``token_lookup`` found it: its id, its (active) agent, whether its use is due to be recorded."""
+
+    token_id: int
+    agent: Agent
+    use_due: bool  # last_used_at is unset or older than TOUCH_INTERVAL: see token_touch
+
+
+def token_lookup(raw: str, *, now: datetime | None = None) -> Bearer | None:
+    """The live token matching ``raw``, or None: unknown, wrong secret, revoked, inactive agent."""
     parsed = parse_token(raw)
     if parsed is None:
         return None
     prefix, secret = parsed
-    # prefix is unique: no ORDER BY (first() would sort by the default ordering, compiled on every request).
-    token = next(iter(AgentToken.objects.select_related("agent").filter(prefix=prefix).order_by()[:1]), None)
+    stale = connection.ops.adapt_datetimefield_value((now or timezone.now()) - TOUCH_INTERVAL)
+    # Every authenticated request runs this, so it is one hand-written query for the token and its
+    # agent: the ORM's select_related took longer to compile than the query took to run (docs/api.md,
+    # "Benchmark"). raw() still converts the agent's columns as the ORM would.
+    agent = next(iter(Agent.objects.raw(_lookup_sql(), [stale, prefix])), None)
+    # The token's columns come off the agent, which becomes request.user.
+    token = {name: vars(agent).pop(name) for name in _TOKEN_COLUMNS} if agent else {}
     # Compare even when the prefix is unknown so timing does not reveal which prefixes exist.
-    expected = token.digest if token else _digest("")
-    if not hmac.compare_digest(expected, _digest(secret)) or token is None:
+    expected = token["token_digest"] if agent else _digest("")
+    if not hmac.compare_digest(expected, _digest(secret)) or agent is None:
         return None
-    if token.revoked_at is not None or not token.agent.is_active:
+    if not token["token_live"] or not agent.is_active:
         return None
-    return token
+    return Bearer(token_id=token["token_id"], agent=agent, use_due=bool(token["token_use_due"]))
+
+
+_TOKEN_COLUMNS = ("token_id", "token_digest", "token_live", "token_use_due")
+
+
+@functools.cache
+def _lookup_sql() -> str:
+    agents, tokens = (connection.ops.quote_name(m._meta.db_table) for m in (Agent, AgentToken))
+    return (
+        "SELECT a.*, t.id AS token_id, t.digest AS token_digest, t.revoked_at IS NULL AS token_live,"
+        " (t.last_used_at IS NULL OR t.last_used_at < %s) AS token_use_due"
+        f" FROM {tokens} t INNER JOIN {agents} a ON a.id = t.agent_id WHERE t.prefix = %s"
+    )
+
+
+def token_touch(bearer: Bearer, *, now: datetime | None = None) -> None:
+    """Record the token's and its agent's use at most once per ``TOUCH_INTERVAL``, with conditional UPDATEs.
+
+    The condition is repeated in SQL so concurrent requests (several server
+    processes) write at most once between them.
+    """
+    now = now or timezone.now()
+    stale = now - TOUCH_INTERVAL
+    if bearer.use_due:
+        AgentToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=bearer.token_id).update(
+            last_used_at=now
+        )
+    agent = bearer.agent
+    if agent.last_seen_at is None or agent.last_seen_at < stale:
+        Agent.objects.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stale), pk=agent.pk).update(
+            last_seen_at=now
+        )
+        agent.last_seen_at = now
