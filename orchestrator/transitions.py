@@ -33,6 +33,7 @@ from topics.models import (
     Verdict,
 )
 from topics.representations import timestamp, verdict_data
+from topics.sql import insert_rows
 
 logger = logging.getLogger("orchestrator.transitions")
 
@@ -114,9 +115,8 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
         changed = cursor.rowcount
     if changed != 1:
         raise StaleTopic(f"topic {topic.pk} changed concurrently (expected status {topic.status})")
-    created = TopicEvent.objects.bulk_create(
-        [TopicEvent(topic=topic, seq=first_seq + i, kind=kind, data=data) for i, (kind, data) in enumerate(events)]
-    )
+    created = [TopicEvent(topic=topic, seq=first_seq + i, kind=k, data=data) for i, (k, data) in enumerate(events)]
+    insert_rows(created)
     for field, value in updates.items():
         setattr(topic, field, value)
     return created

@@ -32,6 +32,7 @@ from topics.errors import (
 )
 from topics.models import Agent, Argument, Camp, CampName, EventKind, Round, Signup, Topic, TopicStatus, Verdict
 from topics.representations import argument_data, timestamp
+from topics.sql import insert_rows
 
 
 def _lock(topic_id: UUID | str) -> Topic:
@@ -145,7 +146,8 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
             f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
             f"the limit; the round closes at {timestamp(rnd.closes_at)}."
         )
-    argument = Argument.objects.create(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
+    argument = Argument(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
+    insert_rows([argument])
     transitions.record_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
     return argument
 
