@@ -20,15 +20,17 @@ database). The connections are spread evenly over the two workers (checked
 in /proc): an idle uvicorn worker accepts every pending connection at once,
 so without this one worker would serve everything and the other idle. Each
 task sends its next request as soon as the previous answer arrives (closed
-loop, no think time). Two runs of ``--seconds`` each, after a ``--warmup``
-that is not counted, with the same concurrency:
+loop, no think time). After a ``--warmup`` that is not counted, the same
+connections alternate between two kinds of request in ``--slices`` slices
+each (default 4: five seconds of one, then five of the other, four times
+over), ``--seconds`` in all per kind, so that background load drifting
+during the run (this is a shared machine) weighs on both figures alike:
 
-1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine,
-   measured half before and half after the arguments run so that background load
-   drifting during the run affects both figures alike;
+1. ``GET /healthz`` (one ``SELECT 1``): the ceiling of this stack on this machine;
 2. ``POST /api/topics/{id}/arguments/`` with 200 to 2,000 bytes of mixed-script text
    (64 bodies per agent prepared beforehand).
 
+A request counts in the slice it was sent in.
 Reported per run: completed requests per second, latency p50/p99 (time from
 writing the request to reading the whole response), errors (any status but
 200/201, or a transport failure), and the arguments' throughput as a share
@@ -205,6 +207,7 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds in this kind's slices, per process group
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -218,34 +221,36 @@ def argument_body(rng: random.Random) -> bytes:
 
 
 async def agent_loop(
-    port: int, conn: tuple, request, expect: int, start: float, stop: float, run: Run, rng: random.Random
+    port: int, connections: list, i: int, request, expect: int, stop: float, run: Run | None, rng: random.Random
 ) -> None:
-    reader, writer = conn
-    try:
-        while (now := time.monotonic()) < stop:
-            payload = request(rng)
-            sent = time.perf_counter()
-            try:
-                writer.write(payload)
-                await writer.drain()
-                status, body = await read_response(reader)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
-                if now >= start:
-                    run.error(type(exc).__name__)
-                writer.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                continue
-            elapsed = time.perf_counter() - sent
-            if now < start:
-                continue  # warm-up
-            if status != expect:
-                run.error(f"HTTP {status}")
-                continue
-            run.latencies.append(elapsed)
-            if expect == 201:
-                run.created.append(json.loads(body)["id"])
-    finally:
-        writer.close()
+    """Agent ``i`` sends requests on its connection until ``stop``; ``run`` None: warm-up, nothing recorded.
+
+    A request counts in the slice it was sent in (so the slice's first
+    requests, sent all at once, balance the last ones still in flight at its end).
+    """
+    reader, writer = connections[i]
+    while time.monotonic() < stop:
+        payload = request(rng)
+        sent = time.perf_counter()
+        try:
+            writer.write(payload)
+            await writer.drain()
+            status, body = await read_response(reader)
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            if run is not None:
+                run.error(type(exc).__name__)
+            writer.close()
+            reader, writer = connections[i] = await asyncio.open_connection("127.0.0.1", port)
+            continue
+        elapsed = time.perf_counter() - sent
+        if run is None:
+            continue
+        if status != expect:
+            run.error(f"HTTP {status}")
+            continue
+        run.latencies.append(elapsed)
+        if expect == 201:
+            run.created.append(json.loads(body)["id"])
 
 
 def healthz_request(rng: random.Random) -> bytes:
@@ -325,18 +330,61 @@ async def balanced_connections(server: Server, count: int) -> list[tuple]:
     return connections
 
 
-async def measure(server: Server, requests: list, expect: int, warmup: float, seconds: float) -> Run:
-    run = Run()
-    connections = await balanced_connections(server, len(requests))
-    start = time.monotonic() + warmup
-    stop = start + seconds
-    await asyncio.gather(
-        *(
-            agent_loop(server.port, conn, req, expect, start, stop, run, random.Random(i))
-            for i, (conn, req) in enumerate(zip(connections, requests, strict=True))
+async def measure(server: Server, seats: list[Seat], slices: int, warmup: float, seconds: float) -> tuple[Run, Run]:
+    """``/healthz`` and argument posting in alternating slices on the same connections: (healthz, arguments).
+
+    Background load on a shared machine drifts over a run; alternating the two
+    kinds in short slices lets the drift weigh on both figures alike.
+    """
+    connections = await balanced_connections(server, len(seats))
+    health, posts = Run(), Run()
+    kinds = [
+        ([healthz_request] * len(seats), 200, health),
+        ([argument_request(seat, random.Random(i)) for i, seat in enumerate(seats)], 201, posts),
+    ]
+    rngs = [random.Random(i) for i in range(len(seats))]
+    plan = [(requests, expect, None, warmup / 2) for requests, expect, _ in kinds]  # unmeasured warm-up
+    plan += [(requests, expect, run, seconds / slices) for _ in range(slices) for requests, expect, run in kinds]
+    groups = {"server workers": server.worker_pids(), "MariaDB": database_pids()}
+    for requests, expect, run, duration in plan:
+        stop = time.monotonic() + duration
+        before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+        await asyncio.gather(
+            *(
+                agent_loop(server.port, connections, i, requests[i], expect, stop, run, rngs[i])
+                for i in range(len(seats))
+            )
         )
-    )
-    return run
+        if run is not None:
+            for name, pids in groups.items():
+                run.cpu[name] = run.cpu.get(name, 0.0) + cpu_seconds(pids) - before[name]
+    for _, writer in connections:
+        writer.close()
+    return health, posts
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def database_pids() -> list[int]:
+    """The local MariaDB/MySQL server's pid, when it runs on this machine (for its CPU time); else none."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() in ("mariadbd", "mysqld"):
+                pids.append(int(stat.parent.name))
+        except OSError:
+            continue
+    return pids
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -351,6 +399,11 @@ def report(name: str, run: Run, seconds: float) -> float:
         f"   p99 {percentile(run.latencies, 0.99) * 1000:7.1f} ms   ok {len(run.latencies):6d}"
         f"   errors {sum(run.errors.values())}{' ' + str(run.errors) if run.errors else ''}"
     )
+    if run.latencies:
+        per_request = ", ".join(
+            f"{group} {cpu / len(run.latencies) * 1000:.2f} ms" for group, cpu in run.cpu.items() if cpu
+        )
+        print(f"  {'':<22} CPU per request: {per_request}")
     return rate
 
 
@@ -374,7 +427,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=20, help="concurrent agents (connections); default 20")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run; default 20")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run; default 3")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before the runs; default 3")
+    parser.add_argument(
+        "--slices", type=int, default=4, help="alternating slices each kind's seconds are measured in; default 4"
+    )
     parser.add_argument("--workers", type=int, default=2, help="server worker processes; default 2")
     args = parser.parse_args()
 
@@ -382,7 +438,8 @@ def main() -> None:
     seats = seed(args.agents)
     print(
         f"bench_api: {args.agents} agents on {len({s.topic_id for s in seats})} debating topics, "
-        f"{args.workers} uvicorn workers under gunicorn, {args.seconds:.0f} s per run after {args.warmup:.0f} s warm-up"
+        f"{args.workers} uvicorn workers under gunicorn, {args.seconds:.0f} s of each kind "
+        f"in {args.slices} alternating slices after {args.warmup:.0f} s warm-up"
     )
     print(
         f"  machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -390,23 +447,7 @@ def main() -> None:
     )
     server = Server(args.workers)
     try:
-        # /healthz in two halves around the arguments run, so drifting background load on a shared
-        # machine weighs on both figures alike.
-        half = args.seconds / 2
-        health = asyncio.run(measure(server, [healthz_request] * args.agents, 200, args.warmup, half))
-        posts = asyncio.run(
-            measure(
-                server,
-                [argument_request(s, random.Random(i)) for i, s in enumerate(seats)],
-                201,
-                args.warmup,
-                args.seconds,
-            )
-        )
-        after = asyncio.run(measure(server, [healthz_request] * args.agents, 200, 1.0, half))
-        health.latencies += after.latencies
-        for kind, count in after.errors.items():
-            health.errors[kind] = health.errors.get(kind, 0) + count
+        health, posts = asyncio.run(measure(server, seats, args.slices, args.warmup, args.seconds))
     finally:
         server.stop()
     health_rate = report("GET /healthz", health, args.seconds)
