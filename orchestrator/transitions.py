@@ -16,7 +16,7 @@ import random
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from fabric_bridge import outbox
@@ -71,11 +71,12 @@ def lock_topic(topic_id) -> Topic | None:
     # raw() still converts the columns as the ORM would. No join: MySQL would lock the joined
     # rows too (the shared verdict schema).
     topic_id = Topic._meta.pk.get_db_prep_value(topic_id, connection)
-    return next(iter(Topic.objects.raw(_lock_sql(), [topic_id])), None)
+    # using=: raw() reads from the router's read database; a lock belongs with the writes.
+    return next(iter(Topic.objects.raw(_lock_sql(connection.vendor), [topic_id], using=connection.alias)), None)
 
 
 @functools.cache
-def _lock_sql() -> str:
+def _lock_sql(vendor: str) -> str:  # vendor: the text depends on the backend, so it keys the cache
     sql = f"SELECT * FROM {connection.ops.quote_name(Topic._meta.db_table)} WHERE id = %s"
     return sql + " FOR UPDATE" if connection.features.has_select_for_update else sql
 
@@ -95,6 +96,15 @@ def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     return next(iter(qs[:1]), None)
 
 
+@functools.cache
+def _update_sql(vendor: str, fields: tuple[str, ...]) -> str:  # vendor keys the cache, as for _lock_sql
+    assignments = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in fields)
+    return (
+        f"UPDATE {connection.ops.quote_name(Topic._meta.db_table)} SET {assignments}"
+        " WHERE id = %s AND status = %s AND event_seq = %s"
+    )
+
+
 def _write(topic: Topic, events: list[Event], *, status: str | None = None, cancelled_reason: str | None = None):
     """Advance the topic's event counter (and status), append the events. The single writer of ``status``."""
     assert connection.in_atomic_block, "topic changes happen inside a transaction"
@@ -104,15 +114,12 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
         updates["status"] = status
     if cancelled_reason is not None:
         updates["cancelled_reason"] = cancelled_reason
-    # The conditional UPDATE, hand-written for the same reason as lock_topic's SELECT.
-    assignments = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in updates)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(Topic._meta.db_table)} SET {assignments}"
-            " WHERE id = %s AND status = %s AND event_seq = %s",
-            [*updates.values(), Topic._meta.pk.get_db_prep_value(topic.pk, connection), topic.status, topic.event_seq],
-        )
-        changed = cursor.rowcount
+    # The conditional UPDATE, hand-written for the same reason as lock_topic's SELECT. The values
+    # are ints and strings, which every backend takes as they are.
+    params = [*updates.values(), Topic._meta.pk.get_db_prep_value(topic.pk, connection), topic.status, topic.event_seq]
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
+        cursor.execute(_update_sql(connection.vendor, tuple(updates)), params)
+        changed = cursor.rowcount  # rows matched: Django asks MySQL for found rows, not changed ones
     if changed != 1:
         raise StaleTopic(f"topic {topic.pk} changed concurrently (expected status {topic.status})")
     created = [TopicEvent(topic=topic, seq=first_seq + i, kind=k, data=data) for i, (k, data) in enumerate(events)]
@@ -123,7 +130,7 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
 
 
 def record_events(topic: Topic, events: list[Event]) -> list[TopicEvent]:
-    """Append events that do not change the status (arguments posted)."""
+    """Append events that do not change the status (arguments posted). The events' ids are not read back."""
     return _write(topic, events)
 
 

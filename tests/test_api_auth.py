@@ -119,3 +119,18 @@ def test_token_lookup_reads_token_and_agent_in_one_query_and_keeps_the_digest_of
     wrong_secret = me.token[:-1] + ("A" if me.token[-1] != "A" else "B")
     assert token_lookup(wrong_secret) is None
     assert token_lookup("dlc_000000000000_" + me.token.split("_", 2)[2]) is None  # unknown prefix
+
+
+def test_use_is_due_strictly_after_a_minute_whatever_the_stored_precision():
+    """The SQL comparison matches the old Python one, on SQLite's text datetimes too."""
+    me = player()
+    whole_second = timezone.now().replace(microsecond=0)
+    AgentToken.objects.filter(agent=me.agent).update(last_used_at=whole_second)
+    minute_later = whole_second + timedelta(minutes=1)
+    assert token_lookup(me.token, now=minute_later - timedelta(milliseconds=500)).use_due is False
+    assert token_lookup(me.token, now=minute_later).use_due is False
+    assert token_lookup(me.token, now=minute_later + timedelta(microseconds=1)).use_due is True
+    with_fraction = whole_second + timedelta(microseconds=500_000)
+    AgentToken.objects.filter(agent=me.agent).update(last_used_at=with_fraction)
+    assert token_lookup(me.token, now=minute_later).use_due is False
+    assert token_lookup(me.token, now=with_fraction + timedelta(minutes=1, microseconds=1)).use_due is True

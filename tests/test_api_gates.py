@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.test import override_settings
 from django.utils import timezone
 
@@ -229,6 +230,25 @@ def test_argument_beyond_the_round_limit_is_round_limit_reached_per_camp(now):
         staged.con.client().post(url(staged.topic, "arguments/"), {"content": "con 1"}, format="json").status_code
         == 201
     )
+
+
+def test_the_round_limit_starts_afresh_when_a_late_round_boundary_is_applied(now):
+    """The counts are the open round's: once the API applies a boundary the ticker missed, the camp posts again."""
+    staged = stage_topic("debating", now=now, round_count=2, max_arguments_per_round=1)
+
+    def post(text: str):
+        return staged.pro.client().post(url(staged.topic, "arguments/"), {"content": text}, format="json")
+
+    assert post("round 0").status_code == 201
+    assert_error(post("round 0 again"), 409, "round_limit_reached")
+    with time_machine.travel(staged.topic.round_window(1)[0] + timedelta(seconds=5), tick=False):
+        late = post("round 1")
+        assert late.status_code == 201 and late.json()["round_no"] == 1
+        assert_error(post("round 1 again"), 409, "round_limit_reached")
+    assert list(Argument.objects.filter(topic=staged.topic).values_list("round__round_no", "content")) == [
+        (0, "round 0"),
+        (1, "round 1"),
+    ]
 
 
 @pytest.mark.parametrize("content", ["", "   \n\t ", None, 42, ["x"], {"a": 1}])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -37,6 +37,14 @@ def test_an_argument_row_equals_the_one_create_writes():
     )
     stored = Argument.objects.get(pk=ours.pk)
     assert stored.created_at == ours.created_at and stored.created_at.tzinfo is not None
+    # Stored in the ORM's own format, so the ORM's filters (and SQLite's text ordering) find it.
+    assert Argument.objects.filter(
+        pk=ours.pk, created_at=ours.created_at, topic=staged.topic, round=rnd, agent=agent
+    ).exists()
+    assert list(Argument.objects.filter(topic=staged.topic).order_by("created_at").values_list("pk", flat=True)) == [
+        by_orm.pk,
+        ours.pk,
+    ]
 
 
 def test_several_events_in_one_statement_with_json_and_database_assigned_keys():
@@ -55,6 +63,22 @@ def test_several_events_in_one_statement_with_json_and_database_assigned_keys():
     assert [e.seq for e in stored] == [1000, 1001, 1002]
     assert len({e.pk for e in stored}) == 3 and all(e.pk for e in stored)
     assert [e.created_at for e in stored] == [e.created_at for e in events]
+
+
+def test_a_failed_insert_leaves_the_transaction_marked_for_rollback_as_create_does():
+    staged = stage_topic("debating", now=timezone.now())
+    taken = TopicEvent.objects.filter(topic=staged.topic).order_by("-seq").values_list("seq", flat=True).first()
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            insert_rows([TopicEvent(topic=staged.topic, seq=taken, kind="round_opened", data={})])
+        assert connection.needs_rollback
+        transaction.set_rollback(False)  # let the test's own transaction go on
+
+
+def test_an_auto_increment_key_set_by_hand_is_refused():
+    staged = stage_topic("debating", now=timezone.now())
+    with pytest.raises(AssertionError, match="assigns auto-increment keys"):
+        insert_rows([TopicEvent(pk=10**9, topic=staged.topic, seq=10**6, kind="round_opened", data={})])
 
 
 def test_nothing_to_insert_sends_nothing():

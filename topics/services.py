@@ -101,11 +101,12 @@ def _open_round(topic: Topic, *, agent: Agent, counted: bool) -> Round | None:
         Agent._meta.pk.get_db_prep_value(agent.pk, connection),
         Topic._meta.pk.get_db_prep_value(topic.pk, connection),
     ]
-    return next(iter(Round.objects.raw(_open_round_sql(counted), params)), None)
+    sql = _open_round_sql(connection.vendor, counted)
+    return next(iter(Round.objects.raw(sql, params, using=connection.alias)), None)  # in the write transaction
 
 
 @functools.cache
-def _open_round_sql(counted: bool) -> str:
+def _open_round_sql(vendor: str, counted: bool) -> str:  # vendor: the quoting differs per backend
     rounds, camps, arguments = (connection.ops.quote_name(m._meta.db_table) for m in (Round, Camp, Argument))
     counts = "".join(
         f", (SELECT COUNT(*) FROM {arguments} a WHERE a.round_id = r.id AND a.camp = '{camp}') AS {camp}_posted"

@@ -71,10 +71,11 @@ def token_lookup(raw: str, *, now: datetime | None = None) -> Bearer | None:
     # Every authenticated request runs this, so it is one hand-written query for the token and its
     # agent: the ORM's select_related took longer to compile than the query took to run (docs/api.md,
     # "Benchmark"). raw() still converts the agent's columns as the ORM would.
-    agent = next(iter(Agent.objects.raw(_lookup_sql(), [stale, prefix])), None)
+    agent = next(iter(Agent.objects.raw(_lookup_sql(connection.vendor), [stale, prefix], using=connection.alias)), None)
     # The token's columns come off the agent, which becomes request.user.
     token = {name: vars(agent).pop(name) for name in _TOKEN_COLUMNS} if agent else {}
-    # Compare even when the prefix is unknown so timing does not reveal which prefixes exist.
+    # Hash and compare even when the prefix is unknown, so the work done does not depend on it
+    # (the query itself may take a little longer when it finds a row; prefixes are random).
     expected = token["token_digest"] if agent else _digest("")
     if not hmac.compare_digest(expected, _digest(secret)) or agent is None:
         return None
@@ -87,7 +88,7 @@ _TOKEN_COLUMNS = ("token_id", "token_digest", "token_live", "token_use_due")
 
 
 @functools.cache
-def _lookup_sql() -> str:
+def _lookup_sql(vendor: str) -> str:  # vendor: the quoting differs per backend
     agents, tokens = (connection.ops.quote_name(m._meta.db_table) for m in (Agent, AgentToken))
     return (
         "SELECT a.*, t.id AS token_id, t.digest AS token_digest, t.revoked_at IS NULL AS token_live,"
