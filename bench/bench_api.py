@@ -30,7 +30,9 @@ during the run (this is a shared machine) weighs on both figures alike:
 2. ``POST /api/topics/{id}/arguments/`` with 200 to 2,000 bytes of mixed-script text
    (64 bodies per agent prepared beforehand).
 
-A request counts in the slice it was sent in.
+A request counts in the slice it was sent in. Each kind also reports the
+CPU time the server workers and the local MariaDB server spent per request
+(``/proc``; MariaDB's is the whole server's, so another user of it shows up there).
 Reported per run: completed requests per second, latency p50/p99 (time from
 writing the request to reading the whole response), errors (any status but
 200/201, or a transport failure), and the arguments' throughput as a share
