@@ -50,7 +50,6 @@ import json
 import os
 import platform
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +62,7 @@ from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import bench_environment, ensure_mysql_database, web_argv  # noqa: E402
+from bench.common import bench_environment, ensure_mysql_database, terminate, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_api")
 
@@ -170,12 +169,7 @@ class Server:
             return False
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, grace=15)
 
 
 # --- a minimal keep-alive HTTP/1.1 client ---------------------------------------------

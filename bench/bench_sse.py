@@ -39,7 +39,6 @@ import json
 import os
 import random
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -53,7 +52,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import bench_environment, ensure_mysql_database, web_argv  # noqa: E402
+from bench.common import bench_environment, ensure_mysql_database, terminate, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_sse")
 
@@ -157,12 +156,7 @@ class Server:
         return int(values["VmRSS"]) // 1024, int(values["VmHWM"]) // 1024, int(values["Threads"])
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, grace=15)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import os
 import sys
 from urllib.parse import urlparse
 
-from scripts.stack import web_argv  # noqa: F401  (re-exported: the one gunicorn command line)
+from scripts.stack import terminate, web_argv  # noqa: F401  (re-exported: the stack's process helpers)
 
 
 def bench_environment(database_url: str) -> None:

@@ -47,6 +47,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def terminate(proc: subprocess.Popen, grace: float = 5.0) -> int:
+    """SIGTERM, then SIGKILL after ``grace`` seconds (unless it has exited already); returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class Child:
     """One child process with its output in ``log_dir/<name>.log``, optionally echoed line by line."""
 
@@ -101,13 +113,7 @@ class Child:
 
     def stop(self, grace: float = 5.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace)
         if self._relay:
             self._relay.join(timeout=2)
         self._log.close()

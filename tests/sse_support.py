@@ -9,7 +9,6 @@ background thread so the test can drive the debate meanwhile.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import tempfile
@@ -20,7 +19,7 @@ from typing import IO
 
 import httpx
 
-from scripts.stack import web_argv
+from scripts.stack import terminate, web_argv
 from tests.support import BASE_DIR, child_env, wait_for
 
 
@@ -75,13 +74,7 @@ class AsgiServer:
         return self._log.read().decode("utf-8", errors="replace")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, grace=10)
         self._log.close()
 
     def __enter__(self) -> AsgiServer:

@@ -8,7 +8,6 @@ as ``make run`` does. The admin login page answers, its stylesheets load
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 
+from scripts.stack import terminate
 from tests.support import BASE_DIR, child_env, wait_for
 from topics.models import Agent
 
@@ -70,13 +70,7 @@ def web_server(transactional_db) -> Iterator[str]:
         wait_for(answering, timeout=60, interval=0.2, message="the web process did not answer within 60s")
         yield base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=15)
         log.close()
 
 
