@@ -6,7 +6,7 @@
 
 Method. The benchmark owns a MariaDB database (created and migrated if
 missing; its previous bench rows deleted). It seeds ``agents / 2`` topics in
-``debating`` through ``orchestrator.transitions``, each with a pro and a con
+``debating`` through ``topics.transitions``, each with a pro and a con
 agent holding real tokens, then starts the server as the Procfile does:
 gunicorn with ``--workers 2`` of ``uvicorn_worker.UvicornWorker``
 (``dialectic.asgi``), production settings, except that the per-agent write
@@ -93,7 +93,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from orchestrator import transitions  # noqa: E402
+from topics import transitions  # noqa: E402
 from topics.models import Agent, Argument, EventKind, Signup, Topic, TopicEvent  # noqa: E402
 from topics.tokens import token_issue  # noqa: E402
 
@@ -123,11 +123,11 @@ def seed(agents: int) -> list[Seat]:
             for camp in ("pro", "con", "judge")
         }
         with transaction.atomic():
-            locked = transitions.lock_topic(topic.pk)
-            transitions.open_signup(locked, now=now)
+            locked = transitions.topic_lock(topic.pk)
+            transitions.topic_open_signup(locked, now=now)
             Signup.objects.bulk_create(Signup(topic=topic, agent=a, camp=c) for c, a in players.items())
-            transitions.close_signup(locked, now=now, rng=random.Random(i))
-            transitions.start_debate(locked, now=now)
+            transitions.topic_close_signup(locked, now=now, rng=random.Random(i))
+            transitions.topic_start_debate(locked, now=now)
         seats += [Seat(str(topic.pk), camp, token_issue(agent=players[camp])) for camp in ("pro", "con")]
     return seats[:agents]
 

@@ -6,7 +6,7 @@
 Method. The benchmark owns a MariaDB database (created if missing; its
 previous bench rows deleted). It seeds ``--topics`` topics in ``debating``
 (each with pro, con and judge agents and tokens, via
-``orchestrator.transitions``), then starts ONE server process as the
+``topics.transitions``), then starts ONE server process as the
 Procfile does (gunicorn, one ``uvicorn_worker.UvicornWorker``) with the
 production stream settings (poll 500 ms, heartbeat 15 s) and
 ``SSE_STATS_ENABLED=1``. Listeners are raw asyncio HTTP/1.1 connections in
@@ -24,7 +24,7 @@ the event beats the response to the client; also reported from the
 request's start). Missing deliveries are counted (must be 0).
 
 Database load is counted inside the server by the stream machinery itself
-(``topics.stream.DbCounter``: statements sent by the poller and by
+(``topics.db_threads.DbCounter``: statements sent by the poller and by
 listeners' backlog reads, and new connections), read from
 ``/api/_stream/stats/`` at the start and end of each phase's window. The
 API requests that post the arguments are not part of it. Memory is the
@@ -68,7 +68,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from orchestrator import transitions  # noqa: E402
+from topics import transitions  # noqa: E402
 from topics.models import Agent, Signup, Topic  # noqa: E402
 from topics.tokens import token_issue  # noqa: E402
 
@@ -98,11 +98,11 @@ def seed(count: int) -> list[Debate]:
         for camp in ("pro", "con", "judge"):
             agents[camp] = Agent.objects.create(name=f"{TITLE}-{i}-{camp}", owner=f"{TITLE}-{i}-{camp}")
         with transaction.atomic():
-            locked = transitions.lock_topic(topic.pk)
-            transitions.open_signup(locked, now=now)
+            locked = transitions.topic_lock(topic.pk)
+            transitions.topic_open_signup(locked, now=now)
             Signup.objects.bulk_create(Signup(topic=topic, agent=a, camp=c) for c, a in agents.items())
-            transitions.close_signup(locked, now=now, rng=random.Random(i))
-            transitions.start_debate(locked, now=now)
+            transitions.topic_close_signup(locked, now=now, rng=random.Random(i))
+            transitions.topic_start_debate(locked, now=now)
         debates.append(Debate(topic.pk, {camp: token_issue(agent=agents[camp]) for camp in ("pro", "con")}))
     return debates
 

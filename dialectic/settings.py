@@ -174,7 +174,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "topics.api.schema.add_event_stream",
+        "topics.api.openapi.add_event_stream",
     ],
 }
 

@@ -2,12 +2,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from topics import sse
+from topics import stream_views
 
 urlpatterns = [
     # Ahead of the API router: the stream is an async view outside DRF, and it
     # takes any id segment so a malformed one is its JSON 404, not an HTML page.
-    re_path(r"^api/topics/(?P<topic_id>[^/]+)/events/$", sse.topic_events, name="topic-events"),
+    re_path(r"^api/topics/(?P<topic_id>[^/]+)/events/$", stream_views.topic_events, name="topic-events"),
     path("admin/", admin.site.urls),
     path("", include("topics.urls")),
 ]
@@ -18,4 +18,4 @@ handler404 = "topics.views.not_found"
 handler500 = "topics.views.server_error"
 
 if settings.SSE_STATS_ENABLED:
-    urlpatterns.insert(0, path("api/_stream/stats/", sse.stream_stats, name="stream-stats"))
+    urlpatterns.insert(0, path("api/_stream/stats/", stream_views.stream_stats, name="stream-stats"))

@@ -10,7 +10,7 @@ short durable transaction that claims one due topic among the ids just read
 (``lock_any``: the row locked with ``SKIP LOCKED``, the due conditions
 evaluated on the current row), so tickers never queue behind each other and
 never spend a transaction on a topic another ticker already moved. Then it
-calls ``orchestrator.transitions``, whose conditional UPDATE is the second
+calls ``topics.transitions``, whose conditional UPDATE is the second
 guard (and the only one on SQLite, where the IMMEDIATE transaction
 serialises writers instead). No sleep and no network call happens inside a
 transaction: delivery runs after the pass.
@@ -29,17 +29,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from fabric_bridge import config as fabric_config
 from fabric_bridge.delivery import deliver_due
-from orchestrator import transitions
-from topics.models import Round, Topic, TopicStatus, VerdictSchema
+from topics import rules, transitions
+from topics.models import Round, Topic, VerdictSchema
 
 logger = logging.getLogger("orchestrator.ticker")
-
-S = TopicStatus
 
 # Due ids read per query: bounded, so a backlog of 100,000 topics never lands
 # in memory at once, and large enough that the read is a small share of the work.
@@ -175,30 +173,24 @@ class Ticker:
             if topic.verdict_schema_id not in schemas:
                 schemas[topic.verdict_schema_id] = VerdictSchema.objects.get(pk=topic.verdict_schema_id)
             topic.verdict_schema = schemas[topic.verdict_schema_id]
-            transitions.open_signup(topic, now=now)
+            transitions.topic_open_signup(topic, now=now)
 
-        return self._drain("open_signup", Topic.objects.filter(status=S.CREATED), "signup_open_at", apply)
+        return self._drain_edge("open_signup", rules.OPEN_SIGNUP, apply)
 
     def close_signups(self) -> int:
-        return self._drain(
+        return self._drain_edge(
             "close_signup",
-            Topic.objects.filter(status=S.SIGNUP_OPEN),
-            "signup_close_at",
-            lambda topic, now: transitions.close_signup(topic, now=now, rng=self.rng),
+            rules.CLOSE_SIGNUP,
+            lambda topic, now: transitions.topic_close_signup(topic, now=now, rng=self.rng),
         )
 
     def start_debates(self) -> int:
-        return self._drain(
-            "start_debate",
-            Topic.objects.filter(status=S.SIGNUP_CLOSED),
-            "debate_start_at",
-            lambda topic, now: transitions.start_debate(topic, now=now),
+        return self._drain_edge(
+            "start_debate", rules.START_DEBATE, lambda topic, now: transitions.topic_start_debate(topic, now=now)
         )
 
     def advance_rounds(self) -> int:
-        due_rounds = Round.objects.filter(
-            closed_at__isnull=True, topic__status=S.DEBATING, round_no__lt=F("topic__round_count") - 1
-        )
+        due_rounds = Round.objects.filter(rules.rounds_due_q())
         # One boundary per transaction. A topic several boundaries behind gets
         # its next round only after this drain read the due rounds, so drain
         # again until none is left: all boundaries before any debate's end.
@@ -207,41 +199,28 @@ class Ticker:
             "advance_round",
             due_rounds,
             "closes_at",
-            lambda topic, now: transitions.advance_round(topic, now=now),
+            lambda topic, now: transitions.topic_advance_round(topic, now=now),
             topic_field="topic_id",
-            # EXISTS, not a join: MySQL's FOR UPDATE would lock the joined round rows too.
-            claim=lambda now: Topic.objects.filter(
-                Exists(
-                    Round.objects.filter(
-                        topic=OuterRef("pk"),
-                        closed_at__isnull=True,
-                        closes_at__lte=now,
-                        round_no__lt=OuterRef("round_count") - 1,
-                    )
-                ),
-                status=S.DEBATING,
-            ),
+            claim=lambda now: Topic.objects.filter(rules.topics_with_round_due_q(now)),
         ):
             done += found
         return done
 
     def end_debates(self) -> int:
-        return self._drain(
-            "end_debate",
-            Topic.objects.filter(status=S.DEBATING),
-            "debate_end_at",
-            lambda topic, now: transitions.end_debate(topic, now=now),
+        return self._drain_edge(
+            "end_debate", rules.END_DEBATE, lambda topic, now: transitions.topic_end_debate(topic, now=now)
         )
 
     def expire_verdicts(self) -> int:
-        return self._drain(
-            "expire_verdict",
-            Topic.objects.filter(status=S.JUDGING),
-            "verdict_due_at",
-            lambda topic, now: transitions.expire_verdict(topic, now=now),
+        return self._drain_edge(
+            "expire_verdict", rules.EXPIRE_VERDICT, lambda topic, now: transitions.topic_expire_verdict(topic, now=now)
         )
 
     # --- the machinery shared by the steps -------------------------------------
+
+    def _drain_edge(self, name: str, edge: rules.TimedEdge, apply: Apply) -> int:
+        """Take ``edge`` for every topic it is due for."""
+        return self._drain(name, Topic.objects.filter(edge.due_q()), edge.at, apply)
 
     def _drain(
         self,
@@ -352,7 +331,7 @@ class Ticker:
         topic: Topic | None = None
         try:
             with transaction.atomic(durable=True):
-                topic = transitions.lock_any(claimable)
+                topic = transitions.topic_lock_any(claimable)
                 if topic is None:
                     return None
                 with guard:

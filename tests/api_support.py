@@ -1,6 +1,6 @@
 """Agents with tokens and topics staged at each point of their life, for the API tests.
 
-Topics are driven through ``orchestrator.transitions`` (never by writing
+Topics are driven through ``topics.transitions`` (never by writing
 ``status``), with timelines placed around ``now`` so the stored status and
 the clock agree, as they would after a punctual ticker.
 """
@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from orchestrator import transitions
 from tests.support import ensure_winner_schema
+from topics import transitions
 from topics.models import Agent, Signup, Topic, Verdict
 from topics.tokens import token_issue
 
@@ -155,36 +155,36 @@ def _stage(
     staged = Staged(topic)
     if stage == "created":
         return staged
-    _step(topic, transitions.open_signup, now=times["signup_open_at"])
+    _step(topic, transitions.topic_open_signup, now=times["signup_open_at"])
     if stage == "signup_open":
         return staged
     volunteers = {camp: player() for camp in ("pro", "con", "judge")}
     Signup.objects.bulk_create([Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()])
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.close_signup(locked, now=times["signup_close_at"], rng=random.Random(seed))
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=times["signup_close_at"], rng=random.Random(seed))
     staged.players = volunteers  # each volunteered for a different camp, so each got it
     if stage == "signup_closed":
         return staged
-    _step(topic, transitions.start_debate, now=times["debate_start_at"])
+    _step(topic, transitions.topic_start_debate, now=times["debate_start_at"])
     if stage in ("debating", "debate_over"):
         return staged
-    _step(topic, transitions.end_debate, now=times["debate_end_at"])
+    _step(topic, transitions.topic_end_debate, now=times["debate_end_at"])
     if stage == "judging":
         return staged
     if stage == "completed":
         with transaction.atomic():
-            locked = transitions.lock_topic(topic.pk)
+            locked = transitions.topic_lock(topic.pk)
             verdict = Verdict.objects.create(
                 topic=locked, judge=staged.judge.agent, verdict={"winner": "draw"}, rationale="Even."
             )
-            transitions.complete(locked, verdict=verdict, now=now)
+            transitions.topic_complete(locked, verdict=verdict, now=now)
         return staged
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="staff cancelled it", now=now)
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="staff cancelled it", now=now)
     return staged
 
 
 def _step(topic: Topic, transition, *, now: datetime) -> None:
     with transaction.atomic():
-        transition(transitions.lock_topic(topic.pk), now=now)
+        transition(transitions.topic_lock(topic.pk), now=now)

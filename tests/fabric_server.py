@@ -162,8 +162,8 @@ def seed_announcements(count: int, *, title: str = "Backlog") -> list[str]:
     from django.utils import timezone
 
     from fabric_bridge.models import Announcement, AnnouncementKind
-    from fabric_bridge.outbox import build_payload
     from tests.support import ensure_winner_schema
+    from topics.announcements import build_payload
     from topics.models import Topic
 
     now = timezone.now()

@@ -21,8 +21,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from orchestrator import transitions
-from topics import tokens
+from topics import tokens, transitions
 from topics.models import (
     Agent,
     AgentToken,
@@ -151,7 +150,7 @@ def staff_client(client, staff):
 
 def walk(topic: Topic, step, *, now: datetime, **kwargs):
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
+        locked = transitions.topic_lock(topic.pk)
         result = step(locked, now=now, **kwargs)
     topic.refresh_from_db()
     return result
@@ -161,26 +160,26 @@ def walk(topic: Topic, step, *, now: datetime, **kwargs):
 def debated_topic(make_topic, make_agent, now):
     """A completed two-round topic with signups, camps, rounds, a transcript, a verdict and its event log."""
     topic = make_topic(title="Is P = NP?", round_count=2)
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     agents = {camp: make_agent(f"{camp}-bot") for camp in ("pro", "con", "judge")}
     for camp, agent in agents.items():
         Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    walk(topic, transitions.close_signup, now=topic.signup_close_at, rng=random.Random(7))
-    walk(topic, transitions.start_debate, now=topic.debate_start_at)
+    walk(topic, transitions.topic_close_signup, now=topic.signup_close_at, rng=random.Random(7))
+    walk(topic, transitions.topic_start_debate, now=topic.debate_start_at)
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
+        locked = transitions.topic_lock(topic.pk)
         rnd = locked.rounds.get(round_no=0)
         for camp, text in (("pro", "Pro opens: 🦜 a polynomial parrot."), ("con", "Con replies: no certificate.")):
             arg = Argument.objects.create(topic=locked, round=rnd, agent=agents[camp], camp=camp, content=text)
-            transitions.record_events(locked, [(EventKind.ARGUMENT_POSTED, {"id": str(arg.pk), "content": text})])
-    walk(topic, transitions.advance_round, now=topic.debate_start_at + timedelta(minutes=16))
-    walk(topic, transitions.end_debate, now=topic.debate_end_at)
+            transitions.topic_append_events(locked, [(EventKind.ARGUMENT_POSTED, {"id": str(arg.pk), "content": text})])
+    walk(topic, transitions.topic_advance_round, now=topic.debate_start_at + timedelta(minutes=16))
+    walk(topic, transitions.topic_end_debate, now=topic.debate_end_at)
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
+        locked = transitions.topic_lock(topic.pk)
         verdict = Verdict.objects.create(
             topic=locked, judge=agents["judge"], verdict={"winner": "con"}, rationale="Con kept the burden of proof."
         )
-        transitions.complete(locked, verdict=verdict, now=topic.debate_end_at + timedelta(minutes=1))
+        transitions.topic_complete(locked, verdict=verdict, now=topic.debate_end_at + timedelta(minutes=1))
     topic.refresh_from_db()
     assert topic.status == TopicStatus.COMPLETED
     return topic
@@ -312,7 +311,7 @@ def test_status_is_never_a_form_field(staff_client, make_topic):
 
 def test_an_announced_topic_keeps_its_past_and_moves_only_into_the_future(staff_client, make_topic, now):
     topic = make_topic(verdict_within=timedelta(hours=1))
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     response = staff_client.get(change_url(topic))
     assert form_fields(response) == {
         "title",
@@ -358,7 +357,7 @@ def test_an_announced_topic_keeps_its_past_and_moves_only_into_the_future(staff_
 def test_a_passed_moment_cannot_move_even_if_the_ticker_lags(staff_client, make_topic, now):
     # signup_close_at has passed but the ticker has not closed signup yet.
     topic = make_topic(start=now - timedelta(minutes=30), signup_for=timedelta(minutes=20), gap=timedelta(hours=1))
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     response = submit(
         staff_client, change_url(topic), "topic_form", **timeline_fields(signup_close_at=now + timedelta(minutes=20))
     )
@@ -368,11 +367,11 @@ def test_a_passed_moment_cannot_move_even_if_the_ticker_lags(staff_client, make_
 
 def test_a_running_debate_has_a_fixed_shape(staff_client, make_topic, make_agent, now):
     topic = make_topic()
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     for camp in ("pro", "con", "judge"):
         Signup.objects.create(topic=topic, agent=make_agent(), camp=camp)
-    walk(topic, transitions.close_signup, now=now, rng=random.Random(1))
-    walk(topic, transitions.start_debate, now=now)
+    walk(topic, transitions.topic_close_signup, now=now, rng=random.Random(1))
+    walk(topic, transitions.topic_start_debate, now=now)
     response = staff_client.get(change_url(topic))
     assert form_fields(response) == {"title", "summary", "visibility", "verdict_due_at"}
     deadline = topic.debate_end_at + timedelta(hours=2)
@@ -396,7 +395,7 @@ def test_a_finished_topic_is_read_only(staff_client, debated_topic):
 def test_only_unannounced_topics_can_be_deleted(staff_client, make_topic, now):
     fresh = make_topic(title="Fresh")
     announced = make_topic(title="Announced")
-    walk(announced, transitions.open_signup, now=now)
+    walk(announced, transitions.topic_open_signup, now=now)
     assert staff_client.get(reverse("admin:topics_topic_delete", args=[announced.pk])).status_code == 403
     response = staff_client.post(reverse("admin:topics_topic_delete", args=[fresh.pk]), {"post": "yes"})
     assert response.status_code == 302
@@ -436,7 +435,7 @@ def test_the_topic_page_shows_signups_camps_rounds_transcript_verdict_and_events
 
 def test_a_signup_can_be_removed_only_while_signup_is_open(staff_client, make_topic, make_agent, now):
     topic = make_topic()
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     keep, drop = make_agent("keep"), make_agent("drop")
     Signup.objects.create(topic=topic, agent=keep, camp="pro")
     Signup.objects.create(topic=topic, agent=drop, camp="con")
@@ -446,7 +445,7 @@ def test_a_signup_can_be_removed_only_while_signup_is_open(staff_client, make_to
 
     Signup.objects.create(topic=topic, agent=drop, camp="con")
     Signup.objects.create(topic=topic, agent=make_agent(), camp="judge")
-    walk(topic, transitions.close_signup, now=now, rng=random.Random(2))
+    walk(topic, transitions.topic_close_signup, now=now, rng=random.Random(2))
     response = staff_client.get(change_url(topic))
     assert 'name="signups-0-DELETE"' not in response.content.decode()
 
@@ -456,7 +455,7 @@ def test_changelist_search_and_filters(staff_client, make_topic, winner_schema, 
     public = make_topic(title="Tabs versus spaces")
     private = make_topic(title="Vim or Emacs", visibility="private", summary="editor wars", verdict_schema=other_schema)
     cancelled = make_topic(title="Cancelled one")
-    walk(cancelled, transitions.cancel, now=now, reason="duplicate")
+    walk(cancelled, transitions.topic_cancel, now=now, reason="duplicate")
 
     def listed(query: str = "") -> set[str]:
         response = staff_client.get(f"{TOPICS}{query}")
@@ -496,7 +495,7 @@ def test_cancel_action_asks_for_a_reason_then_cancels_through_the_transitions(
     staff_client, make_topic, debated_topic, now
 ):
     open_topic = make_topic(title="Open one")
-    walk(open_topic, transitions.open_signup, now=now)
+    walk(open_topic, transitions.topic_open_signup, now=now)
     fresh = make_topic(title="Fresh one")
     selected = [str(open_topic.pk), str(fresh.pk), str(debated_topic.pk)]
 
@@ -534,11 +533,11 @@ def test_cancel_action_asks_for_a_reason_then_cancels_through_the_transitions(
 
 def test_cancelling_a_debate_closes_its_open_round(staff_client, make_topic, make_agent, now):
     topic = make_topic()
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     for camp in ("pro", "con", "judge"):
         Signup.objects.create(topic=topic, agent=make_agent(), camp=camp)
-    walk(topic, transitions.close_signup, now=now, rng=random.Random(3))
-    walk(topic, transitions.start_debate, now=now)
+    walk(topic, transitions.topic_close_signup, now=now, rng=random.Random(3))
+    walk(topic, transitions.topic_start_debate, now=now)
     data = {"action": "cancel_with_reason", "_selected_action": [str(topic.pk)], "confirm_cancel": "yes"}
     response = staff_client.post(TOPICS, {**data, "reason": "Judge went offline"})
     assert response.status_code == 302
@@ -585,7 +584,7 @@ def test_a_schema_announced_topics_use_is_frozen(staff_client, winner_schema, ma
     url = change_url(winner_schema)
     assert "schema" in form_fields(staff_client.get(url))
     topic = make_topic()
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     response = staff_client.get(url)
     assert form_fields(response) == {"description"}
     assert "&quot;winner&quot;" in response.content.decode()  # still shown, read-only
@@ -724,7 +723,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
 
     get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
     topic = make_topic(signup_for=timedelta(minutes=10), gap=timedelta(minutes=30))
-    walk(topic, transitions.open_signup, now=now)
+    walk(topic, transitions.topic_open_signup, now=now)
     for camp in ("pro", "con", "judge"):
         Signup.objects.create(topic=topic, agent=make_agent(), camp=camp)
     admin = Client()
@@ -747,7 +746,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
             connection.close()
 
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)  # the "ticker" holds the row
+        locked = transitions.topic_lock(topic.pk)  # the "ticker" holds the row
         saver = threading.Thread(target=save)
         saver.start()
 
@@ -764,7 +763,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
 
         # INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without readers: poll slower than that.
         wait_for(admin_is_waiting, timeout=20, interval=0.25, message="the admin save never waited for the row lock")
-        transitions.close_signup(locked, now=now, rng=random.Random(4))
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(4))
     saver.join(timeout=30)
     assert responses and responses[0].status_code == 302
     topic_after = Topic.objects.get(pk=topic.pk)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.allocator import CAMPS, Allocation, Cancel, Volunteer, allocate
+from topics.allocator import CAMPS, Allocation, Cancel, Volunteer, allocate
 
 
 def volunteers(*prefs: str | None, owners: tuple[str, ...] = ()) -> list[Volunteer]:

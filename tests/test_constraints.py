@@ -15,7 +15,7 @@ import pytest
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F
 
-from orchestrator import transitions
+from topics import transitions
 from topics.models import Argument, Camp, Round, Signup, Topic, TopicEvent, Verdict, VerdictSchema
 
 pytestmark = pytest.mark.django_db
@@ -131,13 +131,13 @@ def allocated(make_topic, make_agent, now):
     topic = make_topic()
     agents = [make_agent() for _ in range(4)]
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
     for agent, camp in zip(agents[:3], ["pro", "con", "judge"], strict=True):
         Signup.objects.create(topic=topic, agent=agent, camp=camp)
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.close_signup(locked, now=now, rng=random.Random(5))
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(5))
     topic.refresh_from_db()
     camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic)}
     return topic, camps, agents[3]

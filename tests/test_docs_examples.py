@@ -36,9 +36,9 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import transitions
 from scripts.stack import Stack
 from tests.support import child_env
+from topics import transitions
 from topics.models import Agent, Signup, Topic
 from topics.tokens import token_issue
 
@@ -115,7 +115,7 @@ def _topic(*, opened_ago: timedelta, signup_for: timedelta, debate_for: timedelt
 def _step(topic: Topic, *edges) -> None:
     for edge in edges:
         with transaction.atomic():
-            locked = transitions.lock_topic(topic.pk)
+            locked = transitions.topic_lock(topic.pk)
             edge(locked)
 
 
@@ -132,7 +132,7 @@ def build(setup: str, base_url: str, *, visibility: str = "public") -> dict[str,
             debate_for=timedelta(minutes=30),
             visibility="private" if setup == "private" else "public",
         )
-        _step(topic, lambda t: transitions.open_signup(t, now=now()))
+        _step(topic, lambda t: transitions.topic_open_signup(t, now=now()))
         if setup == "signed_up":
             Signup.objects.create(topic=topic, agent=agents["other"][0], camp="pro")
         token = "dlc_0123456789ab_not-a-real-secret" if setup == "bad_token" else tokens["other"]
@@ -154,16 +154,16 @@ def build(setup: str, base_url: str, *, visibility: str = "public") -> dict[str,
         max_arguments_per_round=3,
         visibility=visibility,
     )
-    _step(topic, lambda t: transitions.open_signup(t, now=now()))
+    _step(topic, lambda t: transitions.topic_open_signup(t, now=now()))
     for camp in ("pro", "con", "judge"):
         Signup.objects.create(topic=topic, agent=agents[camp][0], camp=camp)
     _step(
         topic,
-        lambda t: transitions.close_signup(t, now=now(), rng=random.Random(0)),
-        lambda t: transitions.start_debate(t, now=now()),
+        lambda t: transitions.topic_close_signup(t, now=now(), rng=random.Random(0)),
+        lambda t: transitions.topic_start_debate(t, now=now()),
     )
     if over:
-        _step(topic, lambda t: transitions.end_debate(t, now=now()))
+        _step(topic, lambda t: transitions.topic_end_debate(t, now=now()))
     if setup == "completed":
         response = requests.post(
             f"{base_url}/api/topics/{topic.id}/verdict/",

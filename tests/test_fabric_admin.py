@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fabric_bridge.delivery import deliver_due
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
-from fabric_bridge.outbox import build_payload
+from topics.announcements import build_payload
 
 pytestmark = pytest.mark.django_db
 

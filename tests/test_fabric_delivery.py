@@ -16,9 +16,9 @@ from django.db import transaction
 from fabric_bridge import delivery
 from fabric_bridge.delivery import deliver_due, retry_delay
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
-from fabric_bridge.outbox import build_payload
-from orchestrator import transitions
 from tests.fabric_server import Reply
+from topics import transitions
+from topics.announcements import build_payload
 from topics.models import Signup, Verdict
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 
 def open_signup(topic, now):
     with transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=now)
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
     return Announcement.objects.get(topic=topic, kind=AnnouncementKind.SIGNUP_OPENED)
 
 
@@ -106,21 +106,21 @@ def test_completion_and_cancellation_read_well(fabric, make_topic, make_agent, n
     for camp, agent in debaters.items():
         Signup.objects.create(topic=topic, agent=agent, camp=camp)
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.close_signup(locked, now=now, rng=random.Random(3))
-        transitions.start_debate(locked, now=now)
-        transitions.end_debate(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(3))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
         verdict = Verdict.objects.create(
             topic=locked,
             judge=debaters["judge"],
             verdict={"winner": "con", "scores": {"pro": 4, "con": 8}},
             rationale="Con cited the style guides.\nPro relied on feelings.",
         )
-        transitions.complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now)
     other = make_topic(title="Is water wet?")
     open_signup(other, now)
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(other.pk), reason="duplicate of an earlier topic", now=now)
+        transitions.topic_cancel(transitions.topic_lock(other.pk), reason="duplicate of an earlier topic", now=now)
 
     assert deliver_due(now=now) == 4
 
@@ -147,7 +147,7 @@ def test_completion_and_cancellation_read_well(fabric, make_topic, make_agent, n
 def test_announcement_rolls_back_with_its_transition(fabric, make_topic, now):
     topic = make_topic()
     with pytest.raises(RuntimeError), transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=now)
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
         raise RuntimeError("the transition's transaction fails after queuing")
     assert not Announcement.objects.exists()
     assert deliver_due(now=now) == 0
@@ -161,7 +161,7 @@ def test_disabled_fabric_queues_and_sends_nothing_and_says_what_is_missing(fabri
 
     topic = make_topic(title="Announced while disabled")
     with transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=now)
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
     assert not Announcement.objects.filter(topic=topic).exists()
 
     assert deliver_due(now=now + timedelta(days=1)) == 0
@@ -409,14 +409,14 @@ def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_
     for camp, agent in zip(("pro", "con", "judge"), agents, strict=True):
         Signup.objects.create(topic=topic, agent=agent, camp=camp)
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.close_signup(locked, now=now, rng=random.Random(1))
-        transitions.start_debate(locked, now=now)
-        transitions.end_debate(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
         verdict = Verdict.objects.create(
             topic=locked, judge=agents[2], verdict={"winner": winner}, rationale="Reasons."
         )
-        transitions.complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now)
     row = Announcement.objects.get(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED)
     assert row.payload["metadata"]["outcome"] is None
     assert "Debate completed" in row.payload["content"]
@@ -425,8 +425,8 @@ def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_
 def test_a_private_topic_is_never_announced(fabric, make_topic, now):
     topic = make_topic(visibility="private")
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
-        transitions.cancel(locked, reason="staff changed their mind", now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
+        transitions.topic_cancel(locked, reason="staff changed their mind", now=now)
     assert not Announcement.objects.filter(topic=topic).exists()
     assert deliver_due(now=now) == 0 and fabric.requests() == []

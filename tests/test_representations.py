@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
-from orchestrator import transitions
+from topics import transitions
 from topics.api.serializers import ArgumentOut, RoundOut, VerdictOut
 from topics.models import Argument, EventKind, Round, Signup, TopicEvent, Verdict
 from topics.representations import argument_data, verdict_data
@@ -21,18 +21,18 @@ def test_events_and_the_api_agree_on_arguments_rounds_and_verdicts(make_topic, m
     topic = make_topic(round_count=2, start=now.replace(second=0))
     agents = [make_agent() for _ in range(3)]
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
         for camp, agent in zip(("pro", "con", "judge"), agents, strict=True):
             Signup.objects.create(topic=locked, agent=agent, camp=camp)
-        transitions.close_signup(locked, now=now, rng=random.Random(0))
-        transitions.start_debate(locked, now=now)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(0))
+        transitions.topic_start_debate(locked, now=now)
         rnd = Round.objects.get(topic=locked, round_no=0)
         argument = Argument.objects.create(topic=locked, round=rnd, agent=agents[0], camp="pro", content="🦜 hi")
-        transitions.record_events(locked, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
-        transitions.end_debate(locked, now=topic.debate_end_at + timedelta(seconds=1))
+        transitions.topic_append_events(locked, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
+        transitions.topic_end_debate(locked, now=topic.debate_end_at + timedelta(seconds=1))
         verdict = Verdict.objects.create(topic=locked, judge=agents[2], verdict={"winner": "pro"}, rationale="Why.")
-        transitions.complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now)
 
     events = {e.kind: e.data for e in TopicEvent.objects.filter(topic=topic).order_by("seq")}
     argument.refresh_from_db()

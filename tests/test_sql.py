@@ -1,87 +1,159 @@
-"""topics.sql.insert_rows writes the rows the ORM would write, on both backends."""
+"""Each hand-written statement of topics.sql against the ORM query it replaces, on both backends.
+
+A statement passes when it returns (or changes) exactly what its ORM twin
+does, in one query, for the rows that matter: present and absent, the
+boundary of a time comparison, values that trip naive SQL building.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tests.api_support import stage_topic
-from topics.models import Argument, Round, TopicEvent
-from topics.sql import insert_rows
+from tests.api_support import player, stage_topic
+from topics import sql
+from topics.models import Agent, AgentToken, Argument, Camp, Round, Topic, TopicStatus
 
 pytestmark = pytest.mark.django_db
 
-# Text that trips naive SQL building: quotes, placeholders, a backslash, NUL-free but multi-byte.
+# Text that trips naive SQL building: quotes, placeholders, a backslash, multi-byte characters.
 AWKWARD = 'it\'s "quoted" %s %% ? \\ 🙂 λόγος 論拠\u2028end'
 
 
-def test_an_argument_row_equals_the_one_create_writes():
-    staged = stage_topic("debating", now=timezone.now())
-    rnd = Round.objects.get(topic=staged.topic)
-    agent = staged.players["pro"].agent
-    by_orm = Argument.objects.create(topic=staged.topic, round=rnd, agent=agent, camp="pro", content=AWKWARD)
-    ours = Argument(topic=staged.topic, round=rnd, agent=agent, camp="pro", content=AWKWARD)
+def one_query(fn, *args, **kwargs):
     with CaptureQueriesContext(connection) as ctx:
-        insert_rows([ours])
-    assert len(ctx.captured_queries) == 1
-    assert isinstance(ours.pk, uuid.UUID) and ours.created_at is not None and not ours._state.adding
-
-    columns = ["topic_id", "round_id", "agent_id", "camp", "content"]
-    assert (
-        Argument.objects.filter(pk=ours.pk).values(*columns).get()
-        == Argument.objects.filter(pk=by_orm.pk).values(*columns).get()
-    )
-    stored = Argument.objects.get(pk=ours.pk)
-    assert stored.created_at == ours.created_at and stored.created_at.tzinfo is not None
-    # Stored in the ORM's own format, so the ORM's filters (and SQLite's text ordering) find it.
-    assert Argument.objects.filter(
-        pk=ours.pk, created_at=ours.created_at, topic=staged.topic, round=rnd, agent=agent
-    ).exists()
-    assert list(Argument.objects.filter(topic=staged.topic).order_by("created_at").values_list("pk", flat=True)) == [
-        by_orm.pk,
-        ours.pk,
-    ]
+        result = fn(*args, **kwargs)
+    assert len(ctx.captured_queries) == 1, [q["sql"] for q in ctx.captured_queries]
+    return result, ctx.captured_queries[0]["sql"]
 
 
-def test_several_events_in_one_statement_with_json_and_database_assigned_keys():
-    staged = stage_topic("debating", now=timezone.now())
-    payloads = [
-        {"text": AWKWARD, "nested": {"list": [1, 2.5, None, True, "🙂"]}},
-        {},
-        {"round_no": 3, "closes_at": "2026-11-27T10:00:00.000000Z"},
-    ]
-    events = [TopicEvent(topic=staged.topic, seq=1000 + i, kind="round_opened", data=d) for i, d in enumerate(payloads)]
-    with CaptureQueriesContext(connection) as ctx:
-        insert_rows(events)
-    assert len(ctx.captured_queries) == 1
-    stored = list(TopicEvent.objects.filter(topic=staged.topic, seq__gte=1000).order_by("seq"))
-    assert [e.data for e in stored] == payloads
-    assert [e.seq for e in stored] == [1000, 1001, 1002]
-    assert len({e.pk for e in stored}) == 3 and all(e.pk for e in stored)
-    assert [e.created_at for e in stored] == [e.created_at for e in events]
+def fields(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
 
 
-def test_a_failed_insert_leaves_the_transaction_marked_for_rollback_as_create_does():
-    staged = stage_topic("debating", now=timezone.now())
-    taken = TopicEvent.objects.filter(topic=staged.topic).order_by("-seq").values_list("seq", flat=True).first()
+# --- topic_select_for_update ---------------------------------------------------------------------
+
+
+def test_the_topic_lock_reads_the_row_the_orm_reads_and_locks_it():
+    staged = stage_topic("debating", now=timezone.now(), title=AWKWARD)
     with transaction.atomic():
-        with pytest.raises(IntegrityError):
-            insert_rows([TopicEvent(topic=staged.topic, seq=taken, kind="round_opened", data={})])
-        assert connection.needs_rollback
-        transaction.set_rollback(False)  # let the test's own transaction go on
+        ours, text = one_query(sql.topic_select_for_update, staged.topic.pk)
+        twin = Topic.objects.select_for_update().get(pk=staged.topic.pk)
+        assert fields(ours) == fields(twin)
+        assert ours.title == AWKWARD
+        assert ("FOR UPDATE" in text) == connection.features.has_select_for_update
+        # A string id is prepared by the field exactly as the ORM prepares it.
+        assert sql.topic_select_for_update(str(staged.topic.pk)).pk == staged.topic.pk
+        assert sql.topic_select_for_update(uuid.uuid4()) is None
+        assert Topic.objects.filter(pk=uuid.uuid4()).first() is None
 
 
-def test_an_auto_increment_key_set_by_hand_is_refused():
-    staged = stage_topic("debating", now=timezone.now())
-    with pytest.raises(AssertionError, match="assigns auto-increment keys"):
-        insert_rows([TopicEvent(pk=10**9, topic=staged.topic, seq=10**6, kind="round_opened", data={})])
+# --- topic_update_if_unchanged -------------------------------------------------------------------
 
 
-def test_nothing_to_insert_sends_nothing():
-    with CaptureQueriesContext(connection) as ctx:
-        insert_rows([])
-    assert ctx.captured_queries == []
+def test_the_conditional_update_matches_the_orm_update_row_for_row():
+    now = timezone.now()
+    ours, theirs = (stage_topic("signup_open", now=now).topic for _ in range(2))
+    updates = {"event_seq": ours.event_seq + 2, "status": TopicStatus.CANCELLED, "cancelled_reason": AWKWARD}
+    with transaction.atomic():
+        matched, _ = one_query(sql.topic_update_if_unchanged, ours, updates)
+        twin = Topic.objects.filter(pk=theirs.pk, status=theirs.status, event_seq=theirs.event_seq).update(**updates)
+    assert matched == twin == 1
+    ours.refresh_from_db()
+    theirs.refresh_from_db()
+    changed = ("event_seq", "status", "cancelled_reason")
+    assert [getattr(ours, f) for f in changed] == [getattr(theirs, f) for f in changed]
+    assert ours.cancelled_reason == AWKWARD
+
+
+def test_the_conditional_update_matches_nothing_once_the_row_moved_on():
+    topic = stage_topic("signup_open", now=timezone.now()).topic
+    stale = Topic.objects.get(pk=topic.pk)
+    Topic.objects.filter(pk=topic.pk).update(event_seq=topic.event_seq + 1)  # another writer won
+    with transaction.atomic():
+        assert sql.topic_update_if_unchanged(stale, {"event_seq": stale.event_seq + 1}) == 0
+        twin = Topic.objects.filter(pk=stale.pk, status=stale.status, event_seq=stale.event_seq)
+        assert twin.update(event_seq=stale.event_seq + 1) == 0
+
+
+def test_the_conditional_update_counts_a_matched_row_that_it_did_not_change():
+    # MySQL reports changed rows unless asked for found ones; the guard needs "matched".
+    topic = stage_topic("signup_open", now=timezone.now()).topic
+    with transaction.atomic():
+        assert sql.topic_update_if_unchanged(topic, {"event_seq": topic.event_seq}) == 1
+
+
+# --- round_open_with_caller_camp -----------------------------------------------------------------
+
+
+def orm_open_round(topic: Topic, agent: Agent, *, counted: bool) -> Round | None:
+    """What round_open_with_caller_camp replaces, written with the ORM."""
+    caller_camp = Camp.objects.filter(topic=OuterRef("topic_id"), agent=agent).order_by().values("camp")[:1]
+    rounds = Round.objects.filter(topic=topic, closed_at__isnull=True).annotate(caller_camp=Subquery(caller_camp))
+    if counted:
+        rounds = rounds.annotate(
+            pro_posted=Count("arguments", filter=Q(arguments__camp="pro")),
+            con_posted=Count("arguments", filter=Q(arguments__camp="con")),
+        )
+    return rounds.order_by("-round_no").first()
+
+
+@pytest.mark.parametrize("counted", [False, True])
+def test_the_open_round_with_the_callers_camp_equals_the_orm_twin(counted):
+    staged = stage_topic("debating", now=timezone.now(), round_count=2)
+    rnd = Round.objects.get(topic=staged.topic)
+    for camp, n in (("pro", 2), ("con", 1)):
+        for _ in range(n):
+            Argument.objects.create(
+                topic=staged.topic, round=rnd, agent=staged.players[camp].agent, camp=camp, content=AWKWARD
+            )
+    outsider = player().agent
+    for agent in (staged.pro.agent, staged.con.agent, staged.judge.agent, outsider):
+        ours, _ = one_query(sql.round_open_with_caller_camp, staged.topic, agent=agent, counted=counted)
+        twin = orm_open_round(staged.topic, agent, counted=counted)
+        assert fields(ours) == fields(twin)
+        assert ours.caller_camp == twin.caller_camp
+        if counted:
+            assert (ours.pro_posted, ours.con_posted) == (twin.pro_posted, twin.con_posted) == (2, 1)
+    assert sql.round_open_with_caller_camp(staged.topic, agent=outsider, counted=False).caller_camp is None
+
+
+def test_no_open_round_is_none_for_both():
+    staged = stage_topic("judging", now=timezone.now())
+    assert sql.round_open_with_caller_camp(staged.topic, agent=staged.pro.agent, counted=True) is None
+    assert orm_open_round(staged.topic, staged.pro.agent, counted=True) is None
+
+
+# --- agent_with_token ----------------------------------------------------------------------------
+
+
+def test_the_token_lookup_returns_the_agent_and_token_the_orm_returns():
+    me = player(owner=AWKWARD)
+    token = AgentToken.objects.get(agent=me.agent)
+    ours, text = one_query(sql.agent_with_token, token.prefix, used_before=timezone.now())
+    twin = AgentToken.objects.select_related("agent").get(prefix=token.prefix)
+    assert {name: getattr(ours, name) for name in fields(twin.agent)} == fields(twin.agent)
+    assert ours.owner == AWKWARD
+    assert (ours.token_id, ours.token_digest) == (twin.id, twin.digest)
+    assert bool(ours.token_live) is (twin.revoked_at is None) is True
+    assert sql.agent_with_token("0" * 12, used_before=timezone.now()) is None
+    AgentToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    assert bool(sql.agent_with_token(token.prefix, used_before=timezone.now()).token_live) is False
+
+
+def test_the_token_use_is_due_exactly_when_the_orm_says_last_use_is_older():
+    me = player()
+    token = AgentToken.objects.get(agent=me.agent)
+    assert bool(sql.agent_with_token(token.prefix, used_before=timezone.now()).token_use_due) is True  # never used
+    used = timezone.now().replace(microsecond=123456)
+    AgentToken.objects.filter(pk=token.pk).update(last_used_at=used)
+    for before in (used - timedelta(microseconds=1), used, used + timedelta(microseconds=1)):
+        ours = bool(sql.agent_with_token(token.prefix, used_before=before).token_use_due)
+        twin = AgentToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=before), pk=token.pk)
+        assert ours is twin.exists(), before

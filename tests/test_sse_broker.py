@@ -18,11 +18,12 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 
-from orchestrator import transitions
 from tests.support import ensure_winner_schema
-from topics import stream
+from topics import broker as broker_module
+from topics import event_feed, rules, transitions
+from topics.broker import Broker
+from topics.event_feed import StreamEvent
 from topics.models import EventKind, TopicEvent
-from topics.stream import Broker, StreamEvent
 
 A = uuid.UUID("00000000-0000-0000-0000-00000000000a")
 B = uuid.UUID("00000000-0000-0000-0000-00000000000b")
@@ -178,7 +179,7 @@ def test_dispatch_advances_a_cursor_only_by_the_next_seq():
 
 
 def test_a_listener_that_stops_reading_catches_up_from_the_database(monkeypatch, long_heartbeat):
-    monkeypatch.setattr(stream, "LISTENER_QUEUE_SIZE", 2)
+    monkeypatch.setattr(broker_module, "LISTENER_QUEUE_SIZE", 2)
     log = FakeLog()
     log.commit(A, 1)
 
@@ -259,16 +260,16 @@ def test_a_failing_poll_is_logged_and_retried(caplog, long_heartbeat):
 
 
 def test_frames_are_one_line_of_json_and_terminal_events_are_recognised():
-    frame = stream.encode_frame(7, "argument_posted", {"content": "line one\nline two\r\n\u2028é"})
+    frame = event_feed.encode_frame(7, "argument_posted", {"content": "line one\nline two\r\n\u2028é"})
     assert frame.decode() == ('id: 7\nevent: argument_posted\ndata: {"content":"line one\\nline two\\r\\n\u2028é"}\n\n')
     # A lone surrogate cannot be UTF-8; the escaped form is the same JSON value.
-    assert stream.encode_frame(1, "argument_posted", {"c": "\ud800"}) == (
+    assert event_feed.encode_frame(1, "argument_posted", {"c": "\ud800"}) == (
         b'id: 1\nevent: argument_posted\ndata: {"c":"\\ud800"}\n\n'
     )
-    assert stream.is_terminal("topic_cancelled", {"reason": "x"})
-    assert stream.is_terminal("status_changed", {"from": "judging", "to": "completed"})
-    assert not stream.is_terminal("status_changed", {"from": "signup_open", "to": "cancelled"})
-    assert not stream.is_terminal("verdict_posted", {"to": "completed"})
+    assert rules.ends_stream("topic_cancelled", {"reason": "x"})
+    assert rules.ends_stream("status_changed", {"from": "judging", "to": "completed"})
+    assert not rules.ends_stream("status_changed", {"from": "signup_open", "to": "cancelled"})
+    assert not rules.ends_stream("verdict_posted", {"to": "completed"})
 
 
 # --- the real database ----------------------------------------------------------
@@ -287,7 +288,7 @@ def test_one_query_reads_every_watched_topic_from_its_own_cursor(make_topic, dja
     _events(b, 2)
     _events(c, 4)
     with django_assert_num_queries(1):
-        events, full = stream.read_new_events({a.pk: 1, b.pk: 0, c.pk: 4}, limit=100)
+        events, full = event_feed.read_new_events({a.pk: 1, b.pk: 0, c.pk: 4}, limit=100)
     assert not full
     # Grouped by topic (in the database's UUID order, which need not be Python's), seq order within.
     assert sorted((e.topic_id, e.seq) for e in events) == sorted([(a.pk, 2), (a.pk, 3), (b.pk, 1), (b.pk, 2)])
@@ -296,17 +297,17 @@ def test_one_query_reads_every_watched_topic_from_its_own_cursor(make_topic, dja
     assert [e.seq for e in events if e.topic_id == a.pk] == [2, 3]
     assert events[0].frame.startswith(b"id: %d\nevent: argument_posted\ndata: {" % events[0].seq)
 
-    events, full = stream.read_new_events({a.pk: 0, b.pk: 0, c.pk: 0}, limit=4)
+    events, full = event_feed.read_new_events({a.pk: 0, b.pk: 0, c.pk: 0}, limit=4)
     assert full and len(events) == 4
 
 
 def test_many_topics_are_read_in_slices(make_topic, monkeypatch, django_assert_num_queries):
-    monkeypatch.setattr(stream, "TOPICS_PER_QUERY", 2)
+    monkeypatch.setattr(event_feed, "TOPICS_PER_QUERY", 2)
     topics = [make_topic() for _ in range(5)]
     for topic in topics:
         _events(topic, 1)
     with django_assert_num_queries(3):
-        events, _ = stream.read_new_events({t.pk: 0 for t in topics}, limit=100)
+        events, _ = event_feed.read_new_events({t.pk: 0 for t in topics}, limit=100)
     assert sorted(e.topic_id for e in events) == sorted(t.pk for t in topics)
 
 
@@ -314,8 +315,8 @@ def test_backlog_reads_one_topic_in_seq_order(make_topic):
     topic, other = make_topic(), make_topic()
     _events(topic, 5)
     _events(other, 5)
-    assert [e.seq for e in stream.read_backlog(topic.pk, after=2, limit=2)] == [3, 4]
-    assert {e.topic_id for e in stream.read_backlog(topic.pk, after=0, limit=10)} == {topic.pk}
+    assert [e.seq for e in event_feed.read_backlog(topic.pk, after=2, limit=2)] == [3, 4]
+    assert {e.topic_id for e in event_feed.read_backlog(topic.pk, after=0, limit=10)} == {topic.pk}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -356,7 +357,9 @@ def test_events_committed_out_of_id_order_across_topics_are_not_skipped(make_top
     def slow_writer() -> None:
         try:
             with transaction.atomic():
-                transitions.record_events(transitions.lock_topic(topic_a.pk), [(EventKind.ARGUMENT_POSTED, {"w": "a"})])
+                transitions.topic_append_events(
+                    transitions.topic_lock(topic_a.pk), [(EventKind.ARGUMENT_POSTED, {"w": "a"})]
+                )
                 inserted.set()
                 release.wait(10)
         finally:
@@ -375,8 +378,8 @@ def test_events_committed_out_of_id_order_across_topics_are_not_skipped(make_top
         def fast_writer() -> None:
             try:
                 with transaction.atomic():
-                    transitions.record_events(
-                        transitions.lock_topic(topic_b.pk), [(EventKind.ARGUMENT_POSTED, {"w": "b"})]
+                    transitions.topic_append_events(
+                        transitions.topic_lock(topic_b.pk), [(EventKind.ARGUMENT_POSTED, {"w": "b"})]
                     )
             finally:
                 connection.close()

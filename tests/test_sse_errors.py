@@ -15,8 +15,7 @@ from django.db import OperationalError, transaction
 from django.test import AsyncClient, Client
 from django.utils import timezone
 
-from orchestrator import transitions
-from topics import sse
+from topics import stream_views, transitions
 from topics.tokens import token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,9 +41,9 @@ def cancelled_topic(make_topic):
     """A finished topic with three events: signup opened, then cancelled (status_changed, topic_cancelled)."""
     topic = make_topic()
     with transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=timezone.now())
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="gone", now=timezone.now())
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="gone", now=timezone.now())
     return topic
 
 
@@ -123,7 +122,7 @@ def test_an_unreachable_database_is_a_503_to_retry(monkeypatch, make_topic):
     def down(**kwargs):
         raise OperationalError('(2002, "Can\'t connect to server")')
 
-    monkeypatch.setattr(sse, "topics_visible", down)
+    monkeypatch.setattr(stream_views, "topics_visible", down)
     response = asyncio.run(AsyncClient().get(url(topic.pk)))
     assert error(response) == (503, "service_unavailable")
     assert response["Retry-After"] == "2"
@@ -137,7 +136,7 @@ def test_without_an_asgi_server_the_stream_says_so(make_topic):
 def test_a_valid_token_sees_private_finished_topics(make_topic, make_agent):
     topic = make_topic(visibility="private")
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="never mind", now=timezone.now())
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="never mind", now=timezone.now())
     token = token_issue(agent=make_agent())
 
     async def check() -> bytes:

@@ -15,9 +15,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from orchestrator import transitions
 from tests.sse_support import AsgiServer, SseReader
 from tests.support import ManageProcess, child_env, wait_for
+from topics import transitions
 from topics.models import Agent, Round, Topic, TopicEvent
 from topics.tokens import token_issue
 
@@ -151,11 +151,11 @@ def test_a_cancelled_topic_ends_its_stream_after_topic_cancelled(servers, make_t
     one, _ = servers
     topic = make_topic()
     with transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=timezone.now())
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
     reader = SseReader(one.events_url(topic.pk))
     reader.wait_for_seq(1)
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="staff: duplicate topic", now=timezone.now())
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="staff: duplicate topic", now=timezone.now())
     reader.wait_done()
     assert reader.ended
     assert [(e.id, e.kind) for e in reader.events] == [
@@ -170,7 +170,7 @@ def test_a_private_topic_is_404_anonymously_and_streams_with_a_token(servers, ma
     one, two = servers
     topic = make_topic(visibility="private")
     with transaction.atomic():
-        transitions.open_signup(transitions.lock_topic(topic.pk), now=timezone.now())
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
 
     anonymous = httpx.get(one.events_url(topic.pk), timeout=5)
     assert anonymous.status_code == 404

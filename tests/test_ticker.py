@@ -12,13 +12,13 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection, connections, transaction
 
-from orchestrator import transitions
 from orchestrator.ticker import Ticker
 from tests.support import ManageProcess, child_env, wait_for
+from topics import transitions
 from topics.models import Topic, TopicStatus
 
 S = TopicStatus
-REAL_OPEN_SIGNUP = transitions.open_signup
+REAL_OPEN_SIGNUP = transitions.topic_open_signup
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def record_calls(monkeypatch, name: str, before=None) -> list:
 
 def test_a_step_drains_every_due_topic_batch_after_batch_oldest_first(due_topics, monkeypatch, make_topic, now):
     not_due = make_topic(opens_in=timedelta(minutes=5))
-    calls = record_calls(monkeypatch, "open_signup")
+    calls = record_calls(monkeypatch, "topic_open_signup")
     ticker = Ticker(batch_size=3)
 
     assert ticker.open_signups() == 10
@@ -66,7 +66,7 @@ def test_one_failing_topic_is_logged_with_its_id_and_the_rest_go_on(ticker, due_
         if topic.pk == bad.pk:
             raise RuntimeError("disk on fire")
 
-    calls = record_calls(monkeypatch, "open_signup", before=explode)
+    calls = record_calls(monkeypatch, "topic_open_signup", before=explode)
     monkeypatch.setattr("orchestrator.ticker.deliver_due", lambda **kwargs: 0)
 
     assert ticker.run_pass() == 9
@@ -77,7 +77,7 @@ def test_one_failing_topic_is_logged_with_its_id_and_the_rest_go_on(ticker, due_
     assert record.getMessage() == f"topic {bad.pk}: open_signup failed; skipped until the next pass"
     assert "disk on fire" in caplog.text
 
-    monkeypatch.setattr(transitions, "open_signup", REAL_OPEN_SIGNUP)
+    monkeypatch.setattr(transitions, "topic_open_signup", REAL_OPEN_SIGNUP)
     assert ticker.run_pass() == 1, "the next pass tries it again"
 
 
@@ -86,7 +86,7 @@ def test_a_stop_request_ends_the_pass_after_the_current_transaction(ticker, due_
         if n == 3:
             ticker.request_stop()
 
-    record_calls(monkeypatch, "open_signup", before=stop_on_third)
+    record_calls(monkeypatch, "topic_open_signup", before=stop_on_third)
     delivered = []
     monkeypatch.setattr("orchestrator.ticker.deliver_due", lambda **kwargs: delivered.append(1) or 0)
 

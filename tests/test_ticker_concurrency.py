@@ -60,7 +60,7 @@ def expected_log_lines(full: list, starved: list) -> Counter:
 
 
 def transition_lines(stderr: str) -> list[str]:
-    marker = " INFO orchestrator.transitions "
+    marker = " INFO topics.transitions "
     return [line.split(marker, 1)[1] for line in stderr.splitlines() if marker in line]
 
 

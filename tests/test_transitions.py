@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from fabric_bridge.models import Announcement, AnnouncementKind
-from orchestrator import transitions
 from orchestrator.ticker import Ticker
+from topics import transitions
 from topics.models import Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
 from topics.representations import timestamp
 
@@ -77,7 +77,7 @@ def test_signup_opens_at_its_time_and_queues_the_announcement(make_topic, clock,
     assert ticker.open_signups() == 0
 
     clock.move_to(topic.signup_open_at)
-    with caplog.at_level("INFO", logger="orchestrator"):
+    with caplog.at_level("INFO", logger="topics.transitions"):
         assert ticker.open_signups() == 1
     topic.refresh_from_db()
     assert topic.status == S.SIGNUP_OPEN
@@ -269,7 +269,7 @@ def test_ending_a_debate_first_applies_the_boundaries_nobody_applied(make_topic,
     topic = make_topic(round_count=3)
     walk(topic, ticker, clock, to=S.DEBATING, agents=[make_agent() for _ in range(3)])
     with transaction.atomic():
-        transitions.end_debate(transitions.lock_topic(topic.pk), now=topic.debate_end_at)
+        transitions.topic_end_debate(transitions.topic_lock(topic.pk), now=topic.debate_end_at)
     rounds = Round.objects.filter(topic=topic).order_by("round_no")
     assert [(r.round_no, r.closed_at) for r in rounds] == [(n, topic.debate_end_at) for n in range(3)]
     kinds = [kind for kind, _ in events(topic)]
@@ -318,9 +318,9 @@ def test_an_accepted_verdict_completes_and_is_announced(make_topic, make_agent, 
     walk(topic, ticker, clock, to=S.JUDGING, agents=[make_agent() for _ in range(3)])
     judge = Camp.objects.get(topic=topic, camp="judge").agent
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
+        locked = transitions.topic_lock(topic.pk)
         verdict = Verdict.objects.create(topic=locked, judge=judge, verdict={"winner": "pro"}, rationale="Sharper.")
-        transitions.complete(locked, verdict=verdict, now=topic.debate_end_at)
+        transitions.topic_complete(locked, verdict=verdict, now=topic.debate_end_at)
     topic.refresh_from_db()
     assert topic.status == S.COMPLETED
     kind, data = events(topic)[-2]
@@ -341,7 +341,9 @@ def test_staff_cancel_from_every_non_terminal_status(
     topic = make_topic(opens_in=timedelta(minutes=1), verdict_within=timedelta(hours=1))
     walk(topic, ticker, clock, to=status, agents=[make_agent() for _ in range(3)])
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="  duplicate of another topic ", now=timezone.now())
+        transitions.topic_cancel(
+            transitions.topic_lock(topic.pk), reason="  duplicate of another topic ", now=timezone.now()
+        )
 
     topic.refresh_from_db()
     assert (topic.status, topic.cancelled_reason) == (S.CANCELLED, "duplicate of another topic")
@@ -362,11 +364,11 @@ def test_staff_cancel_from_every_non_terminal_status(
 def test_cancel_needs_a_reason_and_a_live_topic(make_topic, now):
     topic = make_topic()
     with transaction.atomic(), pytest.raises(transitions.TransitionError, match="reason"):
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="   ", now=now)
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="   ", now=now)
     with transaction.atomic():
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="first", now=now)
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="first", now=now)
     with transaction.atomic(), pytest.raises(transitions.TransitionError, match="cancelled → cancelled"):
-        transitions.cancel(transitions.lock_topic(topic.pk), reason="second", now=now)
+        transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="second", now=now)
     topic.refresh_from_db()
     assert topic.cancelled_reason == "first"
 
@@ -377,17 +379,17 @@ def test_cancel_needs_a_reason_and_a_live_topic(make_topic, now):
 @pytest.mark.parametrize(
     "edge",
     [
-        lambda t, now: transitions.close_signup(t, now=now),
-        lambda t, now: transitions.start_debate(t, now=now),
-        lambda t, now: transitions.end_debate(t, now=now),
-        lambda t, now: transitions.expire_verdict(t, now=now),
+        lambda t, now: transitions.topic_close_signup(t, now=now),
+        lambda t, now: transitions.topic_start_debate(t, now=now),
+        lambda t, now: transitions.topic_end_debate(t, now=now),
+        lambda t, now: transitions.topic_expire_verdict(t, now=now),
     ],
     ids=["close_signup", "start_debate", "end_debate", "expire_verdict"],
 )
 def test_edges_out_of_created_other_than_opening_raise(edge, make_topic, now):
     topic = make_topic()
     with transaction.atomic(), pytest.raises(transitions.TransitionError):
-        edge(transitions.lock_topic(topic.pk), now)
+        edge(transitions.topic_lock(topic.pk), now)
     topic.refresh_from_db()
     assert (topic.status, topic.event_seq) == (S.CREATED, 0)
 
@@ -395,11 +397,11 @@ def test_edges_out_of_created_other_than_opening_raise(edge, make_topic, now):
 def test_opening_twice_raises_and_round_advance_outside_a_debate_is_a_no_op(make_topic, now):
     topic = make_topic()
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
         with pytest.raises(transitions.TransitionError, match="signup_open → signup_open"):
-            transitions.open_signup(locked, now=now)
-        assert transitions.advance_round(locked, now=now + timedelta(days=1)) is False
+            transitions.topic_open_signup(locked, now=now)
+        assert transitions.topic_advance_round(locked, now=now + timedelta(days=1)) is False
 
 
 def test_a_stale_topic_object_cannot_write(make_topic, now):
@@ -407,7 +409,7 @@ def test_a_stale_topic_object_cannot_write(make_topic, now):
     topic = make_topic()
     first, second = (Topic.objects.get(pk=topic.pk) for _ in range(2))
     with transaction.atomic():
-        transitions.open_signup(first, now=now)
+        transitions.topic_open_signup(first, now=now)
     with pytest.raises(transitions.StaleTopic), transaction.atomic():
-        transitions.open_signup(second, now=now)
+        transitions.topic_open_signup(second, now=now)
     assert len(events(topic)) == 1

@@ -1,6 +1,6 @@
 """The staff side: agents and their tokens, verdict schemas, topics and their history.
 
-Status is never edited here. Cancelling goes through ``orchestrator.transitions``
+Status is never edited here. Cancelling goes through ``topics.transitions``
 like the ticker and the API do; a topic edit locks the row and writes only the
 fields the form allowed, so it cannot overwrite a transition that happened
 while the page was open. docs/admin.md describes the workflow.
@@ -23,8 +23,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from orchestrator import transitions
-from topics import tokens
+from topics import rules, tokens, transitions
 from topics.forms import (
     ROUND_FIELDS,
     TIMELINE_FIELDS,
@@ -191,16 +190,12 @@ class TopicAdmin(admin.ModelAdmin):
         return (*STATE_FIELDS, *(name for name in TOPIC_FORM_FIELDS if name not in editable))
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        # The create_topic command's defaults: signup opens now for 10 minutes, a 30-minute debate.
+        # The create_topic command's defaults, opening at the next whole minute: a form takes a
+        # while to fill in, and a moment already past by the time it is saved would be refused.
         initial = super().get_changeform_initial_data(request)
         opens = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-        defaults = {
-            "signup_open_at": opens,
-            "signup_close_at": opens + timedelta(minutes=10),
-            "debate_start_at": opens + timedelta(minutes=10),
-            "debate_end_at": opens + timedelta(minutes=40),
-        }
-        return {**defaults, **initial}
+        moments = {name: value for name, value in rules.timeline(opens_at=opens).items() if value is not None}
+        return {**moments, "round_count": rules.DEFAULT_ROUNDS, **initial}
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Topic | None:
         topic = super().get_object(request, object_id, from_field)
@@ -208,7 +203,7 @@ class TopicAdmin(admin.ModelAdmin):
         # read to the write, so the form is validated against the status the
         # ticker cannot change underneath it.
         if topic is not None and request.method == "POST" and connection.in_atomic_block:
-            topic = transitions.lock_topic(topic.pk)
+            topic = transitions.topic_lock(topic.pk)
         return topic
 
     def save_model(self, request: HttpRequest, obj: Topic, form: TopicAdminForm, change: bool) -> None:
@@ -222,7 +217,7 @@ class TopicAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Topic | None = None) -> bool:
         # Finished topics are history: their pages are read-only.
-        if obj is not None and obj.is_terminal:
+        if obj is not None and rules.is_finished(obj.status):
             return False
         return super().has_change_permission(request, obj)
 
@@ -277,13 +272,13 @@ class TopicAdmin(admin.ModelAdmin):
         for topic_id in topic_ids:
             try:
                 with transaction.atomic(durable=True):
-                    topic = transitions.lock_topic(topic_id)
+                    topic = transitions.topic_lock(topic_id)
                     if topic is None:
                         continue
-                    if topic.is_terminal:
+                    if rules.is_finished(topic.status):
                         finished.append(topic)
                         continue
-                    transitions.cancel(topic, reason=reason, now=timezone.now())
+                    transitions.topic_cancel(topic, reason=reason, now=timezone.now())
                     self.log_change(request, topic, f"Cancelled: {reason}")
                 cancelled.append(topic)
             except (transitions.TransitionError, transitions.StaleTopic) as exc:

@@ -1,6 +1,6 @@
 """The debate domain: data and tiny derived properties only.
 
-State changes live in ``orchestrator.transitions`` (topic status, rounds,
+State changes live in ``topics.transitions`` (topic status, rounds,
 camps) and ``topics.services`` (signups, arguments, verdicts).
 """
 
@@ -59,10 +59,6 @@ class AgentToken(models.Model):
     def __str__(self) -> str:
         return f"dlc_{self.prefix}_…"
 
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
 
 def validate_json_schema(value: object) -> None:
     if not isinstance(value, dict):
@@ -96,16 +92,17 @@ class TopicStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-TERMINAL_STATUSES = frozenset({TopicStatus.COMPLETED, TopicStatus.CANCELLED})
-
-
 class Visibility(models.TextChoices):
     PUBLIC = "public", "Public"
     PRIVATE = "private", "Private"
 
 
+# The schema a migration creates and a new topic gets unless staff choose another.
+DEFAULT_VERDICT_SCHEMA = "winner"
+
+
 def default_verdict_schema() -> int | None:
-    schema = VerdictSchema.objects.filter(name="winner").only("pk").first()
+    schema = VerdictSchema.objects.filter(name=DEFAULT_VERDICT_SCHEMA).only("pk").first()
     return schema.pk if schema else None
 
 
@@ -200,10 +197,6 @@ class Topic(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
     def round_window(self, round_no: int):
         """The [opens_at, closes_at) window of round ``round_no``: the debate split evenly."""
         span = (self.debate_end_at - self.debate_start_at) / self.round_count
@@ -263,10 +256,6 @@ class Round(models.Model):
 
     def __str__(self) -> str:
         return f"round {self.round_no}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
 
 
 class Argument(models.Model):

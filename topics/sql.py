@@ -1,61 +1,139 @@
-"""Plain multi-row INSERTs for the write hot path.
+"""Every hand-written SQL statement of the project, each next to a test of its ORM twin.
 
-Every argument POST inserts an Argument and a TopicEvent, and every ticker
-transition inserts TopicEvents. Django's ``create()`` / ``bulk_create()``
-compile the INSERT on each call, which cost about as much CPU as sending
-it (docs/api.md, "Benchmark"). ``insert_rows`` writes the rows the ORM would
-write: each concrete field's ``pre_save`` (so ``auto_now_add`` is set on the
-instance too) and ``get_db_prep_save`` (UUIDs, JSON, datetimes for the
-backend), in one statement whose text is built once per model and row count.
+The code speaks the ORM everywhere else. These few fixed statements run on
+every authenticated request or every write to a topic, where the ORM took
+longer to *compile* the query than the database took to run it
+(docs/architecture.md, "Hand-written SQL", has the figures). The rules that
+keep them as safe as the ORM:
 
-It is for plain models, and refuses others when it first sees them: no
-multi-table inheritance, no ``GeneratedField``, no ``db_default``. What it
-does not do that the ORM would: send ``pre_save``/``post_save`` signals
-(this project has no receivers) and read back auto-increment primary keys
-(such instances keep ``pk`` None; nobody needs the event ids).
+- Table names come from the models' ``_meta`` and go through
+  ``connection.ops.quote_name``; the column names written out here are the
+  models' own (a rename fails ``tests/test_sql.py`` on both backends).
+- Every value is a query parameter, prepared by its model field
+  (``get_db_prep_value``) so it is compared exactly as the ORM would.
+- Reads go through ``Model.objects.raw(..., using=connection.alias)``, which
+  converts columns as the ORM would and stays on the write connection inside
+  the caller's transaction. Writes are wrapped in
+  ``transaction.mark_for_rollback_on_error``, as the ORM's are.
+- Each statement's text is built once per backend (``_text``).
+
+``tests/test_sql.py`` runs each function against the ORM query it replaces,
+on SQLite and on MariaDB. Anything new starts with the ORM; a statement
+joins this module only with a measurement that shows the ORM's cost.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import NOT_PROVIDED, AutoField, Field, Model
+
+from topics.models import Agent, AgentToken, Argument, Camp, CampName, Round, Topic
 
 
-def insert_rows(instances: Sequence[Model]) -> None:
-    """INSERT new ``instances`` (all of one model) in one statement."""
-    if not instances:
-        return
-    model = type(instances[0])
-    assert all(type(instance) is model for instance in instances), "insert_rows takes one model at a time"
-    fields = _fields(model)
-    if model._meta.pk not in fields:
-        assert all(instance.pk is None for instance in instances), "the database assigns auto-increment keys"
-    params = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for instance in instances for f in fields]
-    # As create() does: an error here leaves the transaction unusable rather than half-written.
+def _quote(model: type) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+@functools.cache
+def _text(vendor: str, build: Callable[..., str], *args: Any) -> str:  # vendor: the quoting differs per backend
+    return build(*args)
+
+
+def _pk(model: type, value: Any) -> Any:
+    return model._meta.pk.get_db_prep_value(value, connection)
+
+
+# --- the topic row lock: every write to a topic starts here -------------------------------------
+
+
+def _lock_text() -> str:
+    # No join: MySQL would lock the joined rows too (the shared verdict schema).
+    sql = f"SELECT * FROM {_quote(Topic)} WHERE id = %s"
+    return sql + " FOR UPDATE" if connection.features.has_select_for_update else sql
+
+
+def topic_select_for_update(topic_id: Any) -> Topic | None:
+    """``Topic.objects.select_for_update().filter(pk=topic_id).first()`` without the ORDER BY ``first()`` adds.
+
+    On SQLite row locks do not exist; the caller's IMMEDIATE transaction holds the database's write lock instead.
+    """
+    rows = Topic.objects.raw(_text(connection.vendor, _lock_text), [_pk(Topic, topic_id)], using=connection.alias)
+    return next(iter(rows), None)
+
+
+# --- the conditional UPDATE behind the lock: the single writer of status and event_seq ---------
+
+
+def _update_text(fields: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in fields)
+    return f"UPDATE {_quote(Topic)} SET {assignments} WHERE id = %s AND status = %s AND event_seq = %s"
+
+
+def topic_update_if_unchanged(topic: Topic, updates: dict[str, int | str]) -> int:
+    """``Topic.objects.filter(pk=, status=, event_seq=).update(**updates)`` for the topic as it was read.
+
+    Returns the rows matched (Django asks MySQL for found rows, not changed
+    ones): 1, or 0 when another writer got there first. The values are ints
+    and strings, which every backend takes as they are.
+    """
+    params = [*updates.values(), _pk(Topic, topic.pk), topic.status, topic.event_seq]
     with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
-        cursor.execute(_statement(connection.vendor, model, len(instances)), params)
-    for instance in instances:
-        instance._state.adding = False
-        instance._state.db = connection.alias
+        cursor.execute(_text(connection.vendor, _update_text, tuple(updates)), params)
+        return cursor.rowcount
 
 
-@functools.cache
-def _fields(model: type[Model]) -> tuple[Field, ...]:
-    assert not model._meta.parents, f"{model.__name__}: insert_rows does not handle multi-table inheritance"
-    for field in model._meta.concrete_fields:
-        assert not field.generated, f"{model.__name__}.{field.name}: generated fields are not supported"
-        assert field.db_default is NOT_PROVIDED, f"{model.__name__}.{field.name}: db_default is not supported"
-    # Every stored column except an auto-increment key, which the database assigns.
-    return tuple(f for f in model._meta.concrete_fields if not isinstance(f, AutoField))
+# --- the open round of an argument POST ----------------------------------------------------------
 
 
-@functools.cache
-def _statement(vendor: str, model: type[Model], rows: int) -> str:  # vendor: the quoting differs per backend
-    quote = connection.ops.quote_name
-    fields = _fields(model)
-    columns = ", ".join(quote(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+def _open_round_text(counted: bool) -> str:
+    rounds, camps, arguments = _quote(Round), _quote(Camp), _quote(Argument)
+    counts = "".join(
+        f", (SELECT COUNT(*) FROM {arguments} a WHERE a.round_id = r.id AND a.camp = '{camp}') AS {camp}_posted"
+        for camp in (CampName.PRO, CampName.CON)
+        if counted
+    )
+    return (
+        f"SELECT r.*, (SELECT c.camp FROM {camps} c WHERE c.topic_id = r.topic_id AND c.agent_id = %s LIMIT 1)"
+        f" AS caller_camp{counts} FROM {rounds} r WHERE r.topic_id = %s AND r.closed_at IS NULL"
+        " ORDER BY r.round_no DESC LIMIT 1"
+    )
+
+
+def round_open_with_caller_camp(topic: Topic, *, agent: Agent, counted: bool) -> Round | None:
+    """The topic's open round, annotated with ``caller_camp`` (``agent``'s camp or None) and, when
+    ``counted``, ``pro_posted`` / ``con_posted`` (each camp's arguments in it). One query instead of three.
+
+    Counting is only asked for when the topic has a per-round limit, since it grows with the round.
+    """
+    params = [_pk(Agent, agent.pk), _pk(Topic, topic.pk)]
+    sql = _text(connection.vendor, _open_round_text, counted)
+    return next(iter(Round.objects.raw(sql, params, using=connection.alias)), None)
+
+
+# --- the bearer token and its agent: every authenticated request -----------------------------
+
+# The token's columns on the agent row the lookup returns.
+TOKEN_COLUMNS = ("token_id", "token_digest", "token_live", "token_use_due")
+
+
+def _token_text() -> str:
+    return (
+        "SELECT a.*, t.id AS token_id, t.digest AS token_digest, t.revoked_at IS NULL AS token_live,"
+        " (t.last_used_at IS NULL OR t.last_used_at < %s) AS token_use_due"
+        f" FROM {_quote(AgentToken)} t INNER JOIN {_quote(Agent)} a ON a.id = t.agent_id WHERE t.prefix = %s"
+    )
+
+
+def agent_with_token(prefix: str, *, used_before: datetime) -> Agent | None:
+    """The agent of the token with ``prefix``, carrying the token's columns (``TOKEN_COLUMNS``), or None.
+
+    ``token_use_due`` says whether the token's ``last_used_at`` is unset or
+    before ``used_before``, decided in SQL so the comparison is the database's.
+    """
+    params = [connection.ops.adapt_datetimefield_value(used_before), prefix]
+    rows = Agent.objects.raw(_text(connection.vendor, _token_text), params, using=connection.alias)
+    return next(iter(rows), None)

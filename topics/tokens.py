@@ -6,17 +6,18 @@ the full token exists once, in the return value of ``token_issue``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from topics import sql
 from topics.models import Agent, AgentToken
 
 TOKEN_PREFIX = "dlc"
@@ -44,12 +45,15 @@ def tokens_revoke(*, agent: Agent) -> int:
     return AgentToken.objects.filter(agent=agent, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+# The shape token_issue produces (6 random bytes in hex, then token_urlsafe(32)), with room to
+# spare; anything else is refused without a database query.
+_TOKEN_SHAPE = re.compile(rf"{TOKEN_PREFIX}_([0-9a-f]{{1,16}})_([A-Za-z0-9_-]{{1,128}})", re.ASCII)
+
+
 def parse_token(raw: str) -> tuple[str, str] | None:
-    """Split ``dlc_<prefix>_<secret>`` into (prefix, secret), or None if it is not shaped like a token."""
-    parts = raw.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
-        return None
-    return parts[1], parts[2]
+    """Split ``dlc_<prefix>_<secret>`` into (prefix, secret), or None if it is not shaped like our tokens."""
+    match = _TOKEN_SHAPE.fullmatch(raw)
+    return (match[1], match[2]) if match else None
 
 
 @dataclass(frozen=True)
@@ -67,13 +71,9 @@ def token_lookup(raw: str, *, now: datetime | None = None) -> Bearer | None:
     if parsed is None:
         return None
     prefix, secret = parsed
-    stale = connection.ops.adapt_datetimefield_value((now or timezone.now()) - TOUCH_INTERVAL)
-    # Every authenticated request runs this, so it is one hand-written query for the token and its
-    # agent: the ORM's select_related took longer to compile than the query took to run (docs/api.md,
-    # "Benchmark"). raw() still converts the agent's columns as the ORM would.
-    agent = next(iter(Agent.objects.raw(_lookup_sql(connection.vendor), [stale, prefix], using=connection.alias)), None)
     # The token's columns come off the agent, which becomes request.user.
-    token = {name: vars(agent).pop(name) for name in _TOKEN_COLUMNS} if agent else {}
+    agent = sql.agent_with_token(prefix, used_before=(now or timezone.now()) - TOUCH_INTERVAL)
+    token = {name: vars(agent).pop(name) for name in sql.TOKEN_COLUMNS} if agent else {}
     # Hash and compare even when the prefix is unknown, so the work done does not depend on it
     # (the query itself may take a little longer when it finds a row; prefixes are random).
     expected = token["token_digest"] if agent else _digest("")
@@ -82,19 +82,6 @@ def token_lookup(raw: str, *, now: datetime | None = None) -> Bearer | None:
     if not token["token_live"] or not agent.is_active:
         return None
     return Bearer(token_id=token["token_id"], agent=agent, use_due=bool(token["token_use_due"]))
-
-
-_TOKEN_COLUMNS = ("token_id", "token_digest", "token_live", "token_use_due")
-
-
-@functools.cache
-def _lookup_sql(vendor: str) -> str:  # vendor: the quoting differs per backend
-    agents, tokens = (connection.ops.quote_name(m._meta.db_table) for m in (Agent, AgentToken))
-    return (
-        "SELECT a.*, t.id AS token_id, t.digest AS token_digest, t.revoked_at IS NULL AS token_live,"
-        " (t.last_used_at IS NULL OR t.last_used_at < %s) AS token_use_due"
-        f" FROM {tokens} t INNER JOIN {agents} a ON a.id = t.agent_id WHERE t.prefix = %s"
-    )
 
 
 def token_touch(bearer: Bearer, *, now: datetime | None = None) -> None:

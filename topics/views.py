@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from django.views import defaults
 from django.views.decorators.http import require_safe
 
+from topics.errors import BadRequest, NotFound, ServerError, error_response
 from topics.models import Argument
 from topics.tokens import TOKEN_PREFIX
 
@@ -48,18 +49,18 @@ def _is_api(request: HttpRequest) -> bool:
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     # Paths the URL patterns do not match at all, e.g. /api/topics/not-a-uuid.json/ or /api/nope/.
     if _is_api(request):
-        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+        return error_response(NotFound())
     return defaults.page_not_found(request, exception)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     # Django's SuspiciousOperation family: a disallowed Host header, a body over DATA_UPLOAD_MAX_MEMORY_SIZE.
     if _is_api(request):
-        return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+        return error_response(BadRequest())
     return defaults.bad_request(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+        return error_response(ServerError())
     return defaults.server_error(request)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from topics.errors import WWW_AUTHENTICATE
 from topics.models import Agent
-from topics.tokens import Bearer, token_lookup, token_touch
-
-# The shape token_issue produces; anything else is rejected without a database query.
-_TOKEN_SHAPE = re.compile(r"^dlc_[0-9a-f]{1,16}_[A-Za-z0-9_-]{1,128}$")
+from topics.tokens import Bearer, parse_token, token_lookup, token_touch
 
 
 class AgentTokenAuthentication(authentication.BaseAuthentication):
@@ -32,7 +28,7 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
         raw = raw.strip()
         if scheme.lower() != self.keyword.lower():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
-        if not _TOKEN_SHAPE.match(raw):
+        if parse_token(raw) is None:
             raise exceptions.AuthenticationFailed("Malformed token; tokens look like dlc_<prefix>_<secret>.")
         bearer = token_lookup(raw)
         if bearer is None:
@@ -42,4 +38,4 @@ class AgentTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         # Its presence makes DRF answer 401 (not 403) and send WWW-Authenticate.
-        return f'{self.keyword} realm="api"'
+        return WWW_AUTHENTICATE

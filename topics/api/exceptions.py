@@ -1,9 +1,10 @@
-"""The one exception handler: every API error becomes ``{"detail", "code"}`` or DRF's field errors.
+"""The API's exception handler: every API error becomes ``{"detail", "code"}`` or DRF's field errors.
 
 DRF's own errors (401, 404, 405, 406, 415, 429, parse errors) keep their
-status and code; domain errors (``topics.errors``) carry theirs; a database
-that is down or a lock wait that timed out is a 503 the client may retry,
-not a 500.
+status, code and headers; domain errors (``topics.errors``) carry theirs; a
+database that is down or a lock wait that timed out is a 503 the client may
+retry, not a 500. Everything but field errors is answered by
+``topics.errors.error_response``, as the stream and the plain views are.
 """
 
 from __future__ import annotations
@@ -12,20 +13,17 @@ import logging
 from typing import Any
 
 from django.db import OperationalError
+from django.http import HttpResponse
 from rest_framework import exceptions
-from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from topics.errors import DialecticError, ServiceUnavailable
+from topics.errors import ApiError, DialecticError, ServiceUnavailable, error_body, error_response
 
 logger = logging.getLogger("topics.api")
 
-RETRY_AFTER_UNAVAILABLE = "2"
-
-
-def error_body(detail: Any, code: str) -> dict[str, str]:
-    return {"detail": str(detail), "code": code}
+# The headers DRF's own handler sets for its errors (401s, throttling), which the answer keeps.
+_DRF_HEADERS = ("WWW-Authenticate", "Retry-After")
 
 
 def _flatten(detail: Any) -> str:
@@ -44,14 +42,13 @@ def _first_code(codes: Any, default: str) -> str:
     return codes or default
 
 
-def exception_handler(exc: Exception, context: dict) -> Response | None:
+def exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable in %s: %s", context.get("view").__class__.__name__, exc)
         exc = ServiceUnavailable()
     if isinstance(exc, DialecticError):
         set_rollback()
-        headers = {"Retry-After": RETRY_AFTER_UNAVAILABLE} if isinstance(exc, ServiceUnavailable) else None
-        return Response(error_body(exc.detail, exc.code), status=exc.status_code, headers=headers)
+        return error_response(exc)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -68,8 +65,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         # Django's Http404 / PermissionDenied, which DRF answered as its NotFound / PermissionDenied.
         code = _DJANGO_CODES.get(response.status_code, "error")
-    response.data = error_body(_flatten(response.data.get("detail", "")), code)
-    return response
+    headers = {name: response[name] for name in _DRF_HEADERS if name in response}
+    detail = _flatten(response.data.get("detail", ""))
+    return error_response(ApiError(detail, status_code=response.status_code, code=code, headers=headers))
 
 
 _DJANGO_CODES = {404: exceptions.NotFound.default_code, 403: exceptions.PermissionDenied.default_code}

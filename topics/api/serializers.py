@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from topics.models import Agent, Argument, CampName, Round, Signup, Topic, TopicStatus, Verdict, VerdictSchema
-from topics.selectors import NextAction
+from topics.next_action import NextAction
 from topics.validation import json_text_problem, schema_problems, text_problem
 
 MAX_RATIONALE_BYTES = 32768

@@ -4,7 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from topics.api import schema  # noqa: F401  (registers the bearer scheme with drf-spectacular)
+from topics.api import openapi  # noqa: F401  (registers the bearer scheme with drf-spectacular)
 from topics.api.views import MeView, TopicViewSet
 
 router = SimpleRouter()

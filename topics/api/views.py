@@ -25,14 +25,22 @@ from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
 from topics import selectors, services
+from topics.api.openapi import (
+    AUTH_REQUIRED,
+    BAD_REQUEST,
+    NOT_ACCEPTABLE,
+    NOT_FOUND,
+    READ_ERRORS,
+    UNAVAILABLE,
+    WRITE_ERRORS,
+    error_response_doc,
+)
 from topics.api.parsers import BoundedJSONParser
 from topics.api.permissions import IsDebater, IsJudge
 from topics.api.renderers import SafeJSONRenderer
 from topics.api.serializers import (
-    FIELD_ERRORS_SCHEMA,
     ArgumentIn,
     ArgumentOut,
-    ErrorOut,
     MeOut,
     SignupIn,
     SignupOut,
@@ -46,39 +54,6 @@ from topics.api.throttling import AgentWritesThrottle
 from topics.errors import DialecticError, TopicNotFound, VerdictNotFound
 from topics.models import Topic
 from topics.representations import argument_data
-
-# --- OpenAPI: the error responses each endpoint can give -----------------------
-
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorOut, description=description)
-
-
-_BAD_REQUEST = OpenApiResponse(
-    {
-        "anyOf": [
-            {
-                "type": "object",
-                "required": ["detail", "code"],
-                "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
-            },
-            FIELD_ERRORS_SCHEMA,
-        ]
-    },
-    description="Field errors (`{field: [messages]}`), or `parse_error` for a body that is not JSON.",
-)
-_AUTH_OPTIONAL = {401: _error("`authentication_failed`: a bad, revoked or inactive token (omit the header instead).")}
-_AUTH_REQUIRED = {401: _error("`not_authenticated` (no token) or `authentication_failed` (bad, revoked, inactive).")}
-_NOT_FOUND = {404: _error("`not_found`: no such topic, or a private one and you are anonymous.")}
-_NOT_ACCEPTABLE = {406: _error("`not_acceptable`: the API only speaks application/json.")}
-_UNAVAILABLE = {503: _error("`service_unavailable`: the database is busy or down; retry after Retry-After seconds.")}
-_WRITE_ERRORS = {
-    400: _BAD_REQUEST,
-    413: _error("`payload_too_large`: the body is over 1 MiB."),
-    415: _error("`unsupported_media_type`: send `Content-Type: application/json`."),
-    429: _error("`throttled`: too many writes; wait Retry-After seconds."),
-}
-_READ_ERRORS = {**_AUTH_OPTIONAL, **_NOT_ACCEPTABLE, **_UNAVAILABLE}
 
 
 def _topic_id(raw: str) -> UUID:
@@ -141,9 +116,9 @@ class TopicViewSet(viewsets.GenericViewSet):
         parameters=[TopicListQuery],
         responses={
             200: TopicOut(many=True),
-            400: _BAD_REQUEST,
-            404: _error("`not_found`: no such page."),
-            **_READ_ERRORS,
+            400: BAD_REQUEST,
+            404: error_response_doc("`not_found`: no such page."),
+            **READ_ERRORS,
         },
     )
     def list(self, request: Request) -> Response:
@@ -156,7 +131,7 @@ class TopicViewSet(viewsets.GenericViewSet):
     @extend_schema(
         operation_id="topics_retrieve",
         summary="A topic: timeline, status, rounds, camps, verdict schema",
-        responses={200: TopicOut, **_NOT_FOUND, **_READ_ERRORS},
+        responses={200: TopicOut, **NOT_FOUND, **READ_ERRORS},
     )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(TopicOut(selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)).data)
@@ -170,12 +145,12 @@ class TopicViewSet(viewsets.GenericViewSet):
         examples=[OpenApiExample("Volunteer as pro", value={"camp": "pro"}, request_only=True)],
         responses={
             201: SignupOut,
-            **_AUTH_REQUIRED,
-            **_NOT_FOUND,
-            **_WRITE_ERRORS,
-            409: _error("`signup_closed` (not open, or the close time passed) or `already_signed_up`."),
-            **_NOT_ACCEPTABLE,
-            **_UNAVAILABLE,
+            **AUTH_REQUIRED,
+            **NOT_FOUND,
+            **WRITE_ERRORS,
+            409: error_response_doc("`signup_closed` (not open, or the close time passed) or `already_signed_up`."),
+            **NOT_ACCEPTABLE,
+            **UNAVAILABLE,
         },
     )
     @action(detail=True, methods=["post"], url_path="signups")
@@ -190,12 +165,12 @@ class TopicViewSet(viewsets.GenericViewSet):
         request=None,
         responses={
             204: OpenApiResponse(description="Withdrawn."),
-            **_AUTH_REQUIRED,
-            404: _error("`not_found` (no such topic) or `not_signed_up`."),
-            409: _error("`signup_closed`: signups can no longer change."),
-            429: _WRITE_ERRORS[429],
-            **_NOT_ACCEPTABLE,
-            **_UNAVAILABLE,
+            **AUTH_REQUIRED,
+            404: error_response_doc("`not_found` (no such topic) or `not_signed_up`."),
+            409: error_response_doc("`signup_closed`: signups can no longer change."),
+            429: WRITE_ERRORS[429],
+            **NOT_ACCEPTABLE,
+            **UNAVAILABLE,
         },
     )
     @action(detail=True, methods=["delete"], url_path="signups/me")
@@ -209,7 +184,7 @@ class TopicViewSet(viewsets.GenericViewSet):
         operation_id="arguments_list",
         summary="The full transcript, ordered by round, then time",
         parameters=[TranscriptQuery],
-        responses={200: ArgumentOut(many=True), 400: _BAD_REQUEST, **_NOT_FOUND, **_READ_ERRORS},
+        responses={200: ArgumentOut(many=True), 400: BAD_REQUEST, **NOT_FOUND, **READ_ERRORS},
     )
     @action(detail=True, methods=["get"], url_path="arguments", pagination_class=None)
     def arguments(self, request: Request, pk: str) -> Response:
@@ -226,13 +201,15 @@ class TopicViewSet(viewsets.GenericViewSet):
         examples=[OpenApiExample("An argument", value={"content": "Consider the evidence..."}, request_only=True)],
         responses={
             201: ArgumentOut,
-            **_AUTH_REQUIRED,
-            403: _error("`not_a_debater`: only the pro and con agents of this topic may argue."),
-            **_NOT_FOUND,
-            **_WRITE_ERRORS,
-            409: _error("`debate_not_active` (not debating, or the debate ended) or `round_limit_reached`."),
-            **_NOT_ACCEPTABLE,
-            **_UNAVAILABLE,
+            **AUTH_REQUIRED,
+            403: error_response_doc("`not_a_debater`: only the pro and con agents of this topic may argue."),
+            **NOT_FOUND,
+            **WRITE_ERRORS,
+            409: error_response_doc(
+                "`debate_not_active` (not debating, or the debate ended) or `round_limit_reached`."
+            ),
+            **NOT_ACCEPTABLE,
+            **UNAVAILABLE,
         },
     )
     @arguments.mapping.post
@@ -250,8 +227,8 @@ class TopicViewSet(viewsets.GenericViewSet):
         summary="The verdict, once the judge has posted it",
         responses={
             200: VerdictOut,
-            404: _error("`not_found`: no such topic, or no verdict yet."),
-            **_READ_ERRORS,
+            404: error_response_doc("`not_found`: no such topic, or no verdict yet."),
+            **READ_ERRORS,
         },
     )
     @action(detail=True, methods=["get"], url_path="verdict")
@@ -275,15 +252,15 @@ class TopicViewSet(viewsets.GenericViewSet):
         ],
         responses={
             201: VerdictOut,
-            **_AUTH_REQUIRED,
-            403: _error("`not_the_judge`: only this topic's judge may post the verdict."),
-            **_NOT_FOUND,
-            **_WRITE_ERRORS,
-            409: _error(
+            **AUTH_REQUIRED,
+            403: error_response_doc("`not_the_judge`: only this topic's judge may post the verdict."),
+            **NOT_FOUND,
+            **WRITE_ERRORS,
+            409: error_response_doc(
                 "`verdict_exists`, or `verdict_not_open` (before debate_end_at, after the deadline, finished)."
             ),
-            **_NOT_ACCEPTABLE,
-            **_UNAVAILABLE,
+            **NOT_ACCEPTABLE,
+            **UNAVAILABLE,
         },
     )
     @verdict.mapping.post
@@ -308,7 +285,7 @@ class MeView(APIView):
         tags=["agents"],
         operation_id="agents_me",
         summary="Your profile and assignments: per topic your camp or signup, what to do next and by when",
-        responses={200: MeOut, **_AUTH_REQUIRED, **_NOT_ACCEPTABLE, **_UNAVAILABLE},
+        responses={200: MeOut, **AUTH_REQUIRED, **NOT_ACCEPTABLE, **UNAVAILABLE},
     )
     def get(self, request: Request) -> Response:
         assignments = selectors.agent_assignments(agent=request.user, now=timezone.now())

@@ -1,19 +1,11 @@
 """Per-process fan-out of TopicEvents to live SSE listeners.
 
-The database is the bus. ``orchestrator.transitions`` appends every
-TopicEvent with a per-topic, gap-free ``seq`` assigned under the topic's row
-lock, so within one topic commit order is seq order. That makes the seq a
-safe cursor: once seq N is visible, every seq below it is too. Across topics
-commits interleave freely, which is why each topic keeps its own cursor and
-there is no global one (an auto-increment id would skip rows that commit
-late).
-
 One ``Broker`` per server process runs one poller task while anyone
 listens. Every ``SSE_POLL_INTERVAL`` it reads the new events of *all*
-topics with listeners in one query (per ``TOPICS_PER_QUERY`` topics) and
-puts them, already encoded, on every listener's queue. Database load
-depends on the number of watched topics and the poll interval, never on
-the number of listeners.
+topics with listeners in one query (per ``TOPICS_PER_QUERY`` topics,
+``topics.event_feed``) and puts them, already encoded, on every listener's
+queue. Database load depends on the number of watched topics and the poll
+interval, never on the number of listeners.
 
 A listener subscribes first and reads its backlog from the database
 second; anything the poller hands over meanwhile is deduplicated by seq.
@@ -26,170 +18,23 @@ docs/sse.md has the full argument.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from operator import or_
-from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import close_old_connections, connection
-from django.db.models import Q
 
-from topics.models import EventKind, TopicEvent, TopicStatus
+from topics.db_threads import DbCounter, close_connection, keep_connection, tidy_connections
+from topics.event_feed import StreamEvent, read_backlog, read_new_events
 
-logger = logging.getLogger("topics.stream")
+logger = logging.getLogger("topics.broker")
 
-T = TypeVar("T")
-
-# SQLite refuses expressions nested more than 1000 deep and each OR adds a
-# level, so a poll reads the watched topics in slices of this many.
-TOPICS_PER_QUERY = 200
 # Events a listener may have waiting before it is told to catch up from the
 # database instead: a client that stops reading must not pin memory.
 LISTENER_QUEUE_SIZE = 1000
-# Sent first on every stream: how long EventSource waits before reconnecting.
-RETRY_FRAME = b"retry: 3000\n\n"
-KEEPALIVE_FRAME = b": keepalive\n\n"
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    topic_id: uuid.UUID
-    seq: int
-    terminal: bool
-    frame: bytes
-
-
-def is_terminal(kind: str, data: Any) -> bool:
-    """The last event a topic ever gets: completion, or the ``topic_cancelled`` that closes a cancellation."""
-    if kind == EventKind.TOPIC_CANCELLED:
-        return True
-    return kind == EventKind.STATUS_CHANGED and isinstance(data, dict) and data.get("to") == TopicStatus.COMPLETED
-
-
-def encode_frame(seq: int, kind: str, data: Any) -> bytes:
-    payload = json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
-    try:
-        encoded = payload.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate survived into the JSON; escaped ASCII is still the same JSON value.
-        encoded = json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
-    # json.dumps escapes CR and LF inside strings, so the payload is one line as SSE needs.
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, kind.encode(), encoded)
-
-
-def _to_events(rows: Iterable[tuple[uuid.UUID, int, str, Any]]) -> list[StreamEvent]:
-    return [
-        StreamEvent(tid, seq, is_terminal(kind, data), encode_frame(seq, kind, data)) for tid, seq, kind, data in rows
-    ]
-
-
-@dataclass
-class DbCounter:
-    """What the stream machinery asks of the database: statements per read, and new connections."""
-
-    poll: int = 0
-    backlog: int = 0
-    connects: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, kind: str) -> None:
-        with self._lock:
-            setattr(self, kind, getattr(self, kind) + 1)
-
-    def counted(self, fn: Callable[..., T], kind: str) -> Callable[..., T]:
-        """``fn`` with its statements counted as ``kind`` (a new connection's setup statements included)."""
-
-        def count_statement(execute, sql, params, many, context):
-            self.add(kind)
-            return execute(sql, params, many, context)
-
-        @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> T:
-            connected = connection.connection is not None
-            try:
-                with connection.execute_wrapper(count_statement):
-                    return fn(*args, **kwargs)
-            finally:
-                if not connected and connection.connection is not None:
-                    self.add("connects")
-
-        return call
-
-
-def tidy_connections(fn: Callable[..., T]) -> Callable[..., T]:
-    """Wrap ``fn`` for a shared worker thread: stale connections dropped before, closed (per CONN_MAX_AGE) after.
-
-    The threads outlive any request, so nothing else would ever close their connections.
-    """
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> T:
-        close_old_connections()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return call
-
-
-def keep_connection(fn: Callable[..., T]) -> Callable[..., T]:
-    """Wrap ``fn`` for the poller's own thread: one connection kept between polls, renewed after an error.
-
-    With the default CONN_MAX_AGE=0, closing after every poll would mean a
-    new connection (and its setup statements) twice a second, per process.
-    """
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            connection.close()
-            raise
-
-    return call
-
-
-def _close_connection() -> None:
-    connection.close()
-
-
-def read_new_events(cursors: dict[uuid.UUID, int], *, limit: int) -> tuple[list[StreamEvent], bool]:
-    """Events after each topic's cursor, ordered by topic then seq; and whether any slice hit ``limit``."""
-    events: list[StreamEvent] = []
-    full = False
-    items = sorted(cursors.items())
-    for start in range(0, len(items), TOPICS_PER_QUERY):
-        chunk = items[start : start + TOPICS_PER_QUERY]
-        # Served by the (topic, seq) unique index: one range per topic, already in order.
-        where = functools.reduce(or_, (Q(topic_id=tid, seq__gt=seq) for tid, seq in chunk))
-        rows = list(
-            TopicEvent.objects.filter(where)
-            .order_by("topic_id", "seq")
-            .values_list("topic_id", "seq", "kind", "data")[:limit]
-        )
-        full = full or len(rows) == limit
-        events.extend(_to_events(rows))
-    return events, full
-
-
-def read_backlog(topic_id: uuid.UUID, *, after: int, limit: int) -> list[StreamEvent]:
-    rows = (
-        TopicEvent.objects.filter(topic_id=topic_id, seq__gt=after)
-        .order_by("seq")
-        .values_list("topic_id", "seq", "kind", "data")[:limit]
-    )
-    return _to_events(rows)
 
 
 class _Resync:
@@ -242,7 +87,7 @@ class Broker:
         self._poll = sync_to_async(
             keep_connection(self.db.counted(read_new, "poll")), thread_sensitive=False, executor=poller_thread
         )
-        self._release_connection = sync_to_async(_close_connection, thread_sensitive=False, executor=poller_thread)
+        self._release_connection = sync_to_async(close_connection, thread_sensitive=False, executor=poller_thread)
         self._backlog = sync_to_async(tidy_connections(self.db.counted(read_from, "backlog")), thread_sensitive=False)
 
     # --- listeners ----------------------------------------------------------

@@ -1,8 +1,10 @@
-"""OpenAPI additions drf-spectacular cannot infer: the bearer scheme and the SSE endpoint.
+"""The OpenAPI document beyond what drf-spectacular infers: the error catalogue, the bearer scheme, the stream.
 
-The event stream is an async Django view outside DRF (``topics.sse``), so
-spectacular does not see it; ``add_event_stream`` describes it in the
-document so agents find it next to the rest of the API.
+The views annotate each endpoint with the error answers it can give, from
+the catalogue here. The event stream is an async Django view outside DRF
+(``topics.stream_views``), so spectacular does not see it;
+``add_event_stream`` describes it in the document so agents find it next
+to the rest of the API.
 """
 
 from __future__ import annotations
@@ -10,8 +12,57 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse
 
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+from topics.api.serializers import FIELD_ERRORS_SCHEMA, ErrorOut
+
+# --- the error answers each endpoint can give ------------------------------------
+
+
+def error_response_doc(description: str) -> OpenApiResponse:
+    """An ``{"detail", "code"}`` answer, documented with what it means here."""
+    return OpenApiResponse(ErrorOut, description=description)
+
+
+BAD_REQUEST = OpenApiResponse(
+    {
+        "anyOf": [
+            {
+                "type": "object",
+                "required": ["detail", "code"],
+                "properties": {"detail": {"type": "string"}, "code": {"type": "string"}},
+            },
+            FIELD_ERRORS_SCHEMA,
+        ]
+    },
+    description=(
+        "Field errors (`{field: [messages]}`), `parse_error` for a body that is not JSON, "
+        "or `bad_request` for a request refused before it reached the API (e.g. an unknown Host)."
+    ),
+)
+AUTH_OPTIONAL = {
+    401: error_response_doc("`authentication_failed`: a bad, revoked or inactive token (omit the header instead).")
+}
+AUTH_REQUIRED = {
+    401: error_response_doc("`not_authenticated` (no token) or `authentication_failed` (bad, revoked, inactive).")
+}
+NOT_FOUND = {404: error_response_doc("`not_found`: no such topic, or a private one and you are anonymous.")}
+NOT_ACCEPTABLE = {406: error_response_doc("`not_acceptable`: the API only speaks application/json.")}
+# The server could not answer: every endpoint can say so.
+UNAVAILABLE = {
+    503: error_response_doc("`service_unavailable`: the database is busy or down; retry after Retry-After seconds."),
+    500: error_response_doc("`server_error`: a bug on our side; retry later with increasing delays."),
+}
+WRITE_ERRORS = {
+    400: BAD_REQUEST,
+    413: error_response_doc("`payload_too_large`: the body is over 1 MiB."),
+    415: error_response_doc("`unsupported_media_type`: send `Content-Type: application/json`."),
+    429: error_response_doc("`throttled`: too many writes; wait Retry-After seconds."),
+}
+READ_ERRORS = {**AUTH_OPTIONAL, **NOT_ACCEPTABLE, **UNAVAILABLE}
+
+
+# --- the bearer scheme ------------------------------------------------------------
 
 
 class AgentTokenScheme(OpenApiAuthenticationExtension):
@@ -25,6 +76,11 @@ class AgentTokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "dlc_<prefix>_<secret>",
             "description": "An agent token from `manage.py create_agent`, shown once at creation.",
         }
+
+
+# --- the event stream -------------------------------------------------------------
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -65,6 +121,7 @@ EVENT_STREAM_OPERATION: dict[str, Any] = {
         "401": _error("`authentication_failed`: a bad, revoked or inactive token."),
         "404": _error("`not_found`: no such topic, or a private one and you are anonymous."),
         "405": _error("`method_not_allowed`: only GET."),
+        "501": _error("`asgi_required`: this server runs without ASGI and cannot stream; poll the API instead."),
         "503": _error("`service_unavailable`: the database is unreachable; retry."),
     },
 }

@@ -1,41 +1,37 @@
-"""The one place that changes a topic's status.
+"""The state machine: the one place that changes a topic's status.
 
-Every function here runs inside the caller's transaction, on a topic row the
-caller has locked (``lock_topic``). Each checks that its edge of the state
-machine is allowed, writes the change with a conditional UPDATE (a second
-guard behind the row lock, and the only guard on SQLite), appends the
-TopicEvents with gap-free per-topic ``seq`` and queues the announcement.
-The ticker, the API and the admin all call these functions.
+Every write to a topic, from the ticker, the API or the admin, locks the
+topic row here first (``topic_lock``, or ``topic_lock_any`` for the ticker's
+claim) and appends its TopicEvents here, with the gap-free per-topic ``seq``
+that only advances under that lock. Every function runs inside the
+caller's transaction. Each edge function checks that its edge is allowed,
+writes the change with a conditional UPDATE (a second guard behind the row
+lock, and the only one on SQLite), appends the events and queues the
+announcement (``topics.announcements``).
+
+This lives in ``topics`` rather than in the ticker's app because every
+write path needs it: the ticker (``orchestrator``) drives the clock and
+calls these functions, as the API's services and the admin do.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import QuerySet
 
-from fabric_bridge import outbox
 from fabric_bridge.models import AnnouncementKind
-from orchestrator.allocator import Allocation, Volunteer, allocate
-from topics.models import (
-    Camp,
-    EventKind,
-    Round,
-    Signup,
-    Topic,
-    TopicEvent,
-    TopicStatus,
-    Verdict,
-)
+from topics import rules, sql
+from topics.allocator import Allocation, Volunteer, allocate
+from topics.announcements import topic_announce
+from topics.models import Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
 from topics.representations import timestamp, verdict_data
-from topics.sql import insert_rows
 
-logger = logging.getLogger("orchestrator.transitions")
+logger = logging.getLogger("topics.transitions")
 
 S = TopicStatus
 ALLOWED: dict[str, set[str]] = {
@@ -59,29 +55,16 @@ class StaleTopic(Exception):
     """The topic row changed under us: the caller did not hold its lock, or another writer won."""
 
 
-def lock_topic(topic_id) -> Topic | None:
-    """Lock and return the topic row, or None when it is missing.
-
-    On SQLite row locks do not exist; the IMMEDIATE transaction holds the
-    database's write lock instead, so the re-read here is current.
-    """
-    assert connection.in_atomic_block, "lock_topic needs a transaction"
-    # Every write to a topic starts here, so the SQL is hand-written: the ORM took longer to
-    # compile even this query than the database took to run it (docs/api.md, "Benchmark");
-    # raw() still converts the columns as the ORM would. No join: MySQL would lock the joined
-    # rows too (the shared verdict schema).
-    topic_id = Topic._meta.pk.get_db_prep_value(topic_id, connection)
-    # using=: raw() reads from the router's read database; a lock belongs with the writes.
-    return next(iter(Topic.objects.raw(_lock_sql(connection.vendor), [topic_id], using=connection.alias)), None)
+# --- the lock and the event writer ----------------------------------------------------------
 
 
-@functools.cache
-def _lock_sql(vendor: str) -> str:  # vendor: the text depends on the backend, so it keys the cache
-    sql = f"SELECT * FROM {connection.ops.quote_name(Topic._meta.db_table)} WHERE id = %s"
-    return sql + " FOR UPDATE" if connection.features.has_select_for_update else sql
+def topic_lock(topic_id: Any) -> Topic | None:
+    """Lock and return the topic row, or None when it is missing."""
+    assert connection.in_atomic_block, "topic_lock needs a transaction"
+    return sql.topic_select_for_update(topic_id)
 
 
-def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
+def topic_lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     """Lock and return one topic of ``candidates`` that no other transaction holds, or None.
 
     The ticker's claim: several tickers reading the same due ids each get a
@@ -89,20 +72,11 @@ def lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     is evaluated on the locked, current row). Unordered on purpose: with an
     ORDER BY, MySQL reads, sorts and so locks every candidate to return one.
     """
-    assert connection.in_atomic_block, "lock_any needs a transaction"
+    assert connection.in_atomic_block, "topic_lock_any needs a transaction"
     qs = candidates.order_by()
     if connection.features.has_select_for_update:
         qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
     return next(iter(qs[:1]), None)
-
-
-@functools.cache
-def _update_sql(vendor: str, fields: tuple[str, ...]) -> str:  # vendor keys the cache, as for _lock_sql
-    assignments = ", ".join(f"{connection.ops.quote_name(field)} = %s" for field in fields)
-    return (
-        f"UPDATE {connection.ops.quote_name(Topic._meta.db_table)} SET {assignments}"
-        " WHERE id = %s AND status = %s AND event_seq = %s"
-    )
 
 
 def _write(topic: Topic, events: list[Event], *, status: str | None = None, cancelled_reason: str | None = None):
@@ -114,49 +88,48 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
         updates["status"] = status
     if cancelled_reason is not None:
         updates["cancelled_reason"] = cancelled_reason
-    # The conditional UPDATE, hand-written for the same reason as lock_topic's SELECT. The values
-    # are ints and strings, which every backend takes as they are.
-    params = [*updates.values(), Topic._meta.pk.get_db_prep_value(topic.pk, connection), topic.status, topic.event_seq]
-    with transaction.mark_for_rollback_on_error(), connection.cursor() as cursor:
-        cursor.execute(_update_sql(connection.vendor, tuple(updates)), params)
-        changed = cursor.rowcount  # rows matched: Django asks MySQL for found rows, not changed ones
-    if changed != 1:
+    if sql.topic_update_if_unchanged(topic, updates) != 1:
         raise StaleTopic(f"topic {topic.pk} changed concurrently (expected status {topic.status})")
-    created = [TopicEvent(topic=topic, seq=first_seq + i, kind=k, data=data) for i, (k, data) in enumerate(events)]
-    insert_rows(created)
+    TopicEvent.objects.bulk_create(
+        [TopicEvent(topic=topic, seq=first_seq + i, kind=k, data=data) for i, (k, data) in enumerate(events)]
+    )
     for field, value in updates.items():
         setattr(topic, field, value)
-    return created
 
 
-def record_events(topic: Topic, events: list[Event]) -> list[TopicEvent]:
-    """Append events that do not change the status (arguments posted). The events' ids are not read back."""
-    return _write(topic, events)
+def topic_append_events(topic: Topic, events: list[Event]) -> None:
+    """Append events that do not change the status (arguments posted)."""
+    _write(topic, events)
 
 
-def _change_status(topic: Topic, to: str, *, reason: str = "", events: list[Event] = (), cancelled_reason=None):
+def _change_status(topic: Topic, to: str, *, reason: str, events: list[Event] = ()) -> None:
+    """Move ``topic`` to ``to`` with ``reason`` (for a cancellation, also its ``cancelled_reason``)."""
     origin = topic.status
     if to not in ALLOWED[origin]:
         raise TransitionError(f"topic {topic.pk}: {origin} → {to} is not allowed")
-    change: Event = (EventKind.STATUS_CHANGED, {"from": origin, "to": to, "reason": reason or cancelled_reason or ""})
+    change: Event = (EventKind.STATUS_CHANGED, {"from": origin, "to": to, "reason": reason})
     if to == S.CANCELLED:
         # topic_cancelled is the terminal event of a cancelled topic's stream.
-        all_events = [*events, change, (EventKind.TOPIC_CANCELLED, {"reason": cancelled_reason})]
+        _write(
+            topic,
+            [*events, change, (EventKind.TOPIC_CANCELLED, {"reason": reason})],
+            status=to,
+            cancelled_reason=reason,
+        )
     else:
-        all_events = [*events, change]
-    _write(topic, all_events, status=to, cancelled_reason=cancelled_reason)
-    logger.info("topic %s %s → %s: %s", topic.pk, origin, to, reason or cancelled_reason or "-")
+        _write(topic, [*events, change], status=to)
+    logger.info("topic %s %s → %s: %s", topic.pk, origin, to, reason)
 
 
-# --- one function per edge --------------------------------------------------
+# --- one function per edge of the state machine ---------------------------------------------
 
 
-def open_signup(topic: Topic, *, now: datetime) -> None:
+def topic_open_signup(topic: Topic, *, now: datetime) -> None:
     _change_status(topic, S.SIGNUP_OPEN, reason="signup opens")
-    outbox.enqueue(topic, AnnouncementKind.SIGNUP_OPENED, now=now)
+    topic_announce(topic, AnnouncementKind.SIGNUP_OPENED, now=now)
 
 
-def close_signup(topic: Topic, *, now: datetime, rng: random.Random | None = None) -> Allocation | None:
+def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None = None) -> Allocation | None:
     """Run the allocator: signup_open → signup_closed with camps, or → cancelled with its reason."""
     if topic.status != S.SIGNUP_OPEN:
         raise TransitionError(f"topic {topic.pk}: cannot close signup from {topic.status}")
@@ -179,7 +152,7 @@ def close_signup(topic: Topic, *, now: datetime, rng: random.Random | None = Non
     return result
 
 
-def _open_round(topic: Topic, round_no: int) -> tuple[Round, Event]:
+def _round_create(topic: Topic, round_no: int) -> tuple[Round, Event]:
     opens_at, closes_at = topic.round_window(round_no)
     rnd = Round.objects.create(topic=topic, round_no=round_no, opens_at=opens_at, closes_at=closes_at)
     return rnd, (
@@ -188,82 +161,78 @@ def _open_round(topic: Topic, round_no: int) -> tuple[Round, Event]:
     )
 
 
-def _current_round(topic: Topic) -> Round | None:
+def _round_current(topic: Topic) -> Round | None:
     return Round.objects.filter(topic=topic, closed_at__isnull=True).order_by("-round_no").first()
 
 
-def _close_round(rnd: Round | None, *, now: datetime) -> list[Event]:
+def _round_close(rnd: Round | None, *, now: datetime) -> list[Event]:
     if rnd is None:
         return []
     Round.objects.filter(pk=rnd.pk).update(closed_at=now)
     return [(EventKind.ROUND_CLOSED, {"round_no": rnd.round_no, "closed_at": timestamp(now)})]
 
 
-def _boundary_due(topic: Topic, rnd: Round | None, now: datetime) -> bool:
-    return rnd is not None and rnd.closes_at <= now and rnd.round_no < topic.round_count - 1
-
-
-def _turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
+def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
     """Close ``rnd``, open the next round, append both events; returns the new round."""
-    closed = _close_round(rnd, now=now)
-    nxt, opened = _open_round(topic, rnd.round_no + 1)
+    closed = _round_close(rnd, now=now)
+    nxt, opened = _round_create(topic, rnd.round_no + 1)
     _write(topic, [*closed, opened])
     logger.info("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
     return nxt
 
 
-def start_debate(topic: Topic, *, now: datetime) -> None:
+def topic_start_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.SIGNUP_CLOSED:
         raise TransitionError(f"topic {topic.pk}: cannot start the debate from {topic.status}")
-    _, opened = _open_round(topic, 0)
+    _, opened = _round_create(topic, 0)
     _change_status(topic, S.DEBATING, reason="debate starts; round 0 opened", events=[opened])
 
 
-def advance_round(topic: Topic, *, now: datetime) -> bool:
+def topic_advance_round(topic: Topic, *, now: datetime) -> bool:
     """Close the open round and open the next when its time is up. False when nothing is due."""
     if topic.status != S.DEBATING:
         return False
-    rnd = _current_round(topic)
-    if not _boundary_due(topic, rnd, now):
+    rnd = _round_current(topic)
+    if not rules.round_boundary_is_due(topic, rnd, now):
         return False
-    _turn_over(topic, rnd, now=now)
+    _round_turn_over(topic, rnd, now=now)
     return True
 
 
-def catch_up_rounds(topic: Topic, *, now: datetime) -> Round | None:
+def topic_catch_up_rounds(topic: Topic, *, now: datetime) -> Round | None:
     """Apply every round boundary that is due; returns the open round (None unless debating).
 
     The API calls this so ticker lag never misfiles an argument.
     """
-    rnd = _current_round(topic) if topic.status == S.DEBATING else None
-    while _boundary_due(topic, rnd, now):
-        rnd = _turn_over(topic, rnd, now=now)
+    rnd = _round_current(topic) if topic.status == S.DEBATING else None
+    while rules.round_boundary_is_due(topic, rnd, now):
+        rnd = _round_turn_over(topic, rnd, now=now)
     return rnd
 
 
-def end_debate(topic: Topic, *, now: datetime) -> None:
+def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.DEBATING:
         raise TransitionError(f"topic {topic.pk}: cannot end the debate from {topic.status}")
     # Boundaries nobody applied yet (a lagging ticker, or the verdict endpoint
     # getting here first) come first, so every round exists and closes in order.
-    last = catch_up_rounds(topic, now=now)
-    _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_close_round(last, now=now))
+    last = topic_catch_up_rounds(topic, now=now)
+    _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
 
 
-def complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
+def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
-    outbox.enqueue(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
+    topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
-def expire_verdict(topic: Topic, *, now: datetime) -> None:
+def topic_expire_verdict(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.JUDGING:
         raise TransitionError(f"topic {topic.pk}: no verdict deadline applies in {topic.status}")
     _cancel(topic, f"no verdict by {timestamp(topic.verdict_due_at)}", now=now)
 
 
-def cancel(topic: Topic, *, reason: str, now: datetime) -> None:
+def topic_cancel(topic: Topic, *, reason: str, now: datetime) -> None:
     """Staff cancellation from any non-terminal status."""
     reason = reason.strip()
     if not reason:
@@ -273,8 +242,8 @@ def cancel(topic: Topic, *, reason: str, now: datetime) -> None:
 
 def _cancel(topic: Topic, reason: str, *, now: datetime) -> None:
     was_announced = topic.status != S.CREATED
-    events = _close_round(_current_round(topic), now=now) if topic.status == S.DEBATING else []
-    _change_status(topic, S.CANCELLED, events=events, cancelled_reason=reason)
+    events = _round_close(_round_current(topic), now=now) if topic.status == S.DEBATING else []
+    _change_status(topic, S.CANCELLED, reason=reason, events=events)
     # A topic that was never announced is not un-announced either.
     if was_announced:
-        outbox.enqueue(topic, AnnouncementKind.TOPIC_CANCELLED, now=now)
+        topic_announce(topic, AnnouncementKind.TOPIC_CANCELLED, now=now)

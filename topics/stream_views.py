@@ -1,7 +1,8 @@
 """``GET /api/topics/{id}/events/``: a topic's event log as Server-Sent Events.
 
 An async view, so one server process holds thousands of open streams on its
-event loop; the database work runs in worker threads (``topics.stream``).
+event loop; the database work runs in worker threads and the live feed
+comes from this process's ``topics.broker``.
 It is not a DRF view (DRF has no async views), but answers errors the way
 the API does: ``{"detail", "code"}`` with the contract's status, checked in
 the contract's order (401, 404, then 400).
@@ -21,37 +22,24 @@ from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import exceptions
 
-from topics import stream
+from topics import rules
 from topics.api.authentication import AgentTokenAuthentication
-from topics.api.exceptions import RETRY_AFTER_UNAVAILABLE, error_body
-from topics.errors import DialecticError, ServiceUnavailable, TopicNotFound
-from topics.models import TERMINAL_STATUSES
+from topics.broker import broker
+from topics.db_threads import tidy_connections
+from topics.errors import (
+    AsgiRequired,
+    AuthenticationFailed,
+    DialecticError,
+    InvalidEventId,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    TopicNotFound,
+    error_response,
+)
+from topics.event_feed import KEEPALIVE_FRAME, RETRY_FRAME
 from topics.selectors import topics_visible
 
-logger = logging.getLogger("topics.sse")
-
-
-class AuthenticationFailed(DialecticError):
-    status_code = 401
-    code = "authentication_failed"
-
-
-class InvalidEventId(DialecticError):
-    status_code = 400
-    code = "invalid_event_id"
-
-
-class MethodNotAllowed(DialecticError):
-    status_code = 405
-    code = "method_not_allowed"
-    default_detail = "This endpoint only answers GET."
-
-
-class AsgiRequired(DialecticError):
-    status_code = 501
-    code = "asgi_required"
-    default_detail = "The live stream needs an ASGI server (make run, or gunicorn with uvicorn workers)."
-
+logger = logging.getLogger("topics.stream_views")
 
 # An event id is the seq we sent: plain ASCII digits, short enough to be an int the database accepts.
 _EVENT_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
@@ -64,7 +52,7 @@ class _Opened:
     finished: bool
 
 
-@stream.tidy_connections
+@tidy_connections
 def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
     """Authenticate and check visibility exactly as the API does (same authenticator, same selector)."""
     try:
@@ -76,7 +64,7 @@ def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
     if row is None:
         raise TopicNotFound()
     event_seq, status = row
-    return _Opened(topic_id, event_seq, status in TERMINAL_STATUSES)
+    return _Opened(topic_id, event_seq, rules.is_finished(status))
 
 
 def _resume_point(request: HttpRequest, opened: _Opened) -> int:
@@ -97,17 +85,6 @@ def _resume_point(request: HttpRequest, opened: _Opened) -> int:
     return 0
 
 
-def _error(exc: DialecticError) -> JsonResponse:
-    response = JsonResponse(error_body(exc.detail, exc.code), status=exc.status_code)
-    if isinstance(exc, AuthenticationFailed):
-        response["WWW-Authenticate"] = AgentTokenAuthentication().authenticate_header(None)
-    elif isinstance(exc, MethodNotAllowed):
-        response["Allow"] = "GET"
-    elif isinstance(exc, ServiceUnavailable):
-        response["Retry-After"] = RETRY_AFTER_UNAVAILABLE
-    return response
-
-
 async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | StreamingHttpResponse:
     try:
         if request.method != "GET":
@@ -122,9 +99,9 @@ async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | St
         after = _resume_point(request, opened)
     except OperationalError as exc:
         logger.warning("database unavailable for an event stream: %s", exc)
-        return _error(ServiceUnavailable())
+        return error_response(ServiceUnavailable())
     except DialecticError as exc:
-        return _error(exc)
+        return error_response(exc)
     if opened.finished and after >= opened.event_seq:
         # Nothing left to send, ever. 204 is what tells EventSource to stop reconnecting.
         return HttpResponse(status=204)
@@ -136,17 +113,17 @@ async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | St
 
 
 async def _frames(opened: _Opened, after: int) -> AsyncIterator[bytes]:
-    yield stream.RETRY_FRAME
-    events = stream.broker().events(opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished)
+    yield RETRY_FRAME
+    events = broker().events(opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished)
     # The ASGI handler closes this generator when the client disconnects; closing
     # ``events`` with it is what unsubscribes the listener.
     try:
         async for event in events:
-            yield stream.KEEPALIVE_FRAME if event is None else event.frame
+            yield KEEPALIVE_FRAME if event is None else event.frame
     finally:
         await events.aclose()
 
 
 async def stream_stats(request: HttpRequest) -> JsonResponse:
     """This process's broker counters; routed only when ``SSE_STATS_ENABLED`` is on (the benchmark reads it)."""
-    return JsonResponse(stream.broker().stats())
+    return JsonResponse(broker().stats())

@@ -10,10 +10,21 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from dialectic.config import parse_duration
-from topics.models import Topic, VerdictSchema, Visibility
+from topics import rules
+from topics.models import DEFAULT_VERDICT_SCHEMA, Topic, VerdictSchema, Visibility
 
-# option → default, as DESIGN.md's "Operator commands" gives them.
-DURATIONS = {"opens_in": "0s", "signup_for": "10m", "gap": "0s", "debate_for": "30m"}
+# option → default (DESIGN.md's "Operator commands"; the admin's add form uses the same ones).
+DURATIONS = {
+    "opens_in": timedelta(0),
+    "signup_for": rules.DEFAULT_SIGNUP_FOR,
+    "gap": rules.DEFAULT_GAP,
+    "debate_for": rules.DEFAULT_DEBATE_FOR,
+}
+
+
+def _spelled(value: timedelta) -> str:
+    minutes, seconds = divmod(int(value.total_seconds()), 60)
+    return f"{minutes}m" if minutes and not seconds else f"{int(value.total_seconds())}s"
 
 
 def round_count(raw: str) -> int:
@@ -38,13 +49,18 @@ class Command(BaseCommand):
         parser.add_argument("--title", required=True)
         parser.add_argument("--summary", default="")
         parser.add_argument("--visibility", choices=Visibility.values, default=Visibility.PUBLIC)
-        parser.add_argument("--opens-in", metavar="DURATION", default=DURATIONS["opens_in"])
-        parser.add_argument("--signup-for", metavar="DURATION", default=DURATIONS["signup_for"])
-        parser.add_argument("--gap", metavar="DURATION", default=DURATIONS["gap"])
-        parser.add_argument("--debate-for", metavar="DURATION", default=DURATIONS["debate_for"])
-        parser.add_argument("--rounds", type=round_count, metavar="N", default=1)
+        parser.add_argument("--opens-in", metavar="DURATION", default=_spelled(DURATIONS["opens_in"]))
+        parser.add_argument("--signup-for", metavar="DURATION", default=_spelled(DURATIONS["signup_for"]))
+        parser.add_argument("--gap", metavar="DURATION", default=_spelled(DURATIONS["gap"]))
+        parser.add_argument("--debate-for", metavar="DURATION", default=_spelled(DURATIONS["debate_for"]))
+        parser.add_argument("--rounds", type=round_count, metavar="N", default=rules.DEFAULT_ROUNDS)
         parser.add_argument("--verdict-within", metavar="DURATION", help="Default: no verdict deadline.")
-        parser.add_argument("--schema", metavar="NAME", default="winner", help="Verdict schema name (default: winner).")
+        parser.add_argument(
+            "--schema",
+            metavar="NAME",
+            default=DEFAULT_VERDICT_SCHEMA,
+            help=f"Verdict schema name (default: {DEFAULT_VERDICT_SCHEMA}).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         opens_in, signup_for, gap, debate_for = (self._duration(options, name) for name in DURATIONS)
@@ -54,21 +70,20 @@ class Command(BaseCommand):
             known = ", ".join(VerdictSchema.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"--schema: no verdict schema named {options['schema']!r} (known: {known})")
 
-        signup_open_at = timezone.now() + opens_in
-        signup_close_at = signup_open_at + signup_for
-        debate_start_at = signup_close_at + gap
-        debate_end_at = debate_start_at + debate_for
+        moments = rules.timeline(
+            opens_at=timezone.now() + opens_in,
+            signup_for=signup_for,
+            gap=gap,
+            debate_for=debate_for,
+            verdict_within=verdict_within,
+        )
         topic = Topic(
             title=str(options["title"]).strip(),
             summary=str(options["summary"]).strip(),
             visibility=options["visibility"],
-            signup_open_at=signup_open_at,
-            signup_close_at=signup_close_at,
-            debate_start_at=debate_start_at,
-            debate_end_at=debate_end_at,
-            verdict_due_at=debate_end_at + verdict_within if verdict_within is not None else None,
             round_count=options["rounds"],
             verdict_schema=schema,
+            **moments,
         )
         try:
             topic.full_clean()
@@ -79,8 +94,8 @@ class Command(BaseCommand):
         when = "%Y-%m-%d %H:%M:%S UTC"
         self.stdout.write(
             f"Scheduled {topic.title!r} ({topic.visibility}, schema {schema.name}): "
-            f"signup {signup_open_at:{when}} → {signup_close_at:{when}}, "
-            f"debate {debate_start_at:{when}} → {debate_end_at:{when}} in {topic.round_count} round(s), "
+            f"signup {topic.signup_open_at:{when}} → {topic.signup_close_at:{when}}, "
+            f"debate {topic.debate_start_at:{when}} → {topic.debate_end_at:{when}} in {topic.round_count} round(s), "
             f"verdict due {f'{topic.verdict_due_at:{when}}' if topic.verdict_due_at else 'whenever'}"
         )
         self.stdout.write(str(topic.id))
