@@ -136,7 +136,7 @@ def test_no_open_round_is_none_for_both():
 def test_the_token_lookup_returns_the_agent_and_token_the_orm_returns():
     me = player(owner=AWKWARD)
     token = AgentToken.objects.get(agent=me.agent)
-    ours, text = one_query(sql.agent_with_token, token.prefix, used_before=timezone.now())
+    ours, _ = one_query(sql.agent_with_token, token.prefix, used_before=timezone.now())
     twin = AgentToken.objects.select_related("agent").get(prefix=token.prefix)
     assert {name: getattr(ours, name) for name in fields(twin.agent)} == fields(twin.agent)
     assert ours.owner == AWKWARD
