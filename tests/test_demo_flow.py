@@ -38,6 +38,12 @@ def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
         agents = {
             camp: stack.agent(f"agent-{camp}", token, "--camp", camp, *agent_args) for camp, token in tokens.items()
         }
+        # A loaded machine can take seconds to start three interpreters: wait until each has said who it is.
+        wait_for(
+            lambda: all("signed in as" in agent.output() for agent in agents.values()),
+            timeout=60,
+            message="the agents did not start",
+        )
         topic_id = manage(
             "create_topic", "--title", "Demo flow", "--signup-for", "3s", "--debate-for", "4s", "--rounds", "2",
             "--verdict-within", "20s",
