@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from rest_framework.test import APIClient
 
+from devtools.seeding import ensure_winner_schema
 from orchestrator import transitions
-from tests.support import ensure_winner_schema
 from topics.models import Agent, Signup, Topic, Verdict
 from topics.tokens import token_issue
 

@@ -36,9 +36,9 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
+from devtools.environments import child_env
+from devtools.processes import Stack
 from orchestrator import transitions
-from scripts.stack import Stack
-from tests.support import child_env
 from topics.models import Agent, Signup, Topic
 from topics.tokens import token_issue
 

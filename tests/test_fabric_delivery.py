@@ -13,12 +13,12 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
+from devtools.fabric_receiver import Reply
 from fabric_bridge import delivery
 from fabric_bridge.delivery import deliver_due, retry_delay
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from fabric_bridge.outbox import build_payload
 from orchestrator import transitions
-from tests.fabric_server import Reply
 from topics.models import Signup, Verdict
 
 pytestmark = pytest.mark.django_db

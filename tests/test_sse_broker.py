@@ -18,8 +18,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 
+from devtools.seeding import ensure_winner_schema
 from orchestrator import transitions
-from tests.support import ensure_winner_schema
 from topics import stream
 from topics.models import EventKind, TopicEvent
 from topics.stream import Broker, StreamEvent
