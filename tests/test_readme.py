@@ -227,7 +227,7 @@ def test_the_readme_commands_work_as_written_in_a_fresh_clone(tmp_path):
             assert assignment["topic"]["status"] == "signup_open"
             assert assignment["next_action"] == "wait_for_allocation"
             assert "signed up for 'Is P = NP?'" in agent.stdout, agent.describe()
-            assert json.loads(get("/api/agents/me/", token)[1])["agent"]["name"] == "alice"
+            assert json.loads(get("/api/agents/me/", token)[1])["name"] == "alice"
 
             # Ctrl-C in each terminal: the agent exits 0; make run stops the server and the ticker together.
             agent.interrupt()
