@@ -5,7 +5,7 @@ Dialectic's variables (nor what make, pytest or a virtualenv add), the test
 runs ``make run`` (install, which writes the local ``.env``; migrate; the
 server and a ticker) and waits for /healthz. Then it runs each command of
 the fenced block after "In another terminal:" of the clone's README.md, as
-written, through ``sh -c`` in the clone; the only substitution is the token
+written (split as a shell splits it) in the clone; the only substitution is the token
 placeholder ``dlc_...``, replaced by the token create_agent printed. So the
 test follows the README when the README changes.
 
@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -72,6 +73,18 @@ def commands_after(section: str, marker: str) -> list[str]:
     block = BLOCK.search(section, section.index(marker))
     assert block, f"no fenced shell block after {marker!r}"
     return [line for line in block[1].splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def as_typed(command: str) -> list[str]:
+    """The argv an interactive shell runs for this line: split as the shell splits it, the comment dropped.
+
+    No wrapping shell: in a terminal, Ctrl-C reaches the command and not the
+    shell it was typed into, whereas ``sh -c`` would die of the SIGINT itself.
+    """
+    assert not re.search(r"[|&;<>`$]", command.split(" #", 1)[0]), (
+        f"not a simple command, run it with a shell: {command}"
+    )
+    return shlex.split(command, comments=True)
 
 
 def fresh_clone(target: Path) -> Path:
@@ -173,8 +186,8 @@ def test_the_readme_commands_work_as_written_in_a_fresh_clone(tmp_path):
             assert done.returncode == 0 and status.isdigit(), f"probe failed: {done.stderr}"
             return int(status), body
 
-        def shell(command: str, name: str) -> ChildProcess:
-            return ChildProcess([*inside, "/bin/sh", "-c", command], env=env, cwd=clone, name=name, log_dir=logs)
+        def typed(command: str, name: str) -> ChildProcess:
+            return ChildProcess([*inside, *as_typed(command)], env=env, cwd=clone, name=name, log_dir=logs)
 
         make_run = ChildProcess([*inside, "make", "run"], env=env, cwd=clone, name="make-run", log_dir=logs)
         agent: ChildProcess | None = None
@@ -200,9 +213,9 @@ def test_the_readme_commands_work_as_written_in_a_fresh_clone(tmp_path):
             token = topic_id = ""
             for number, command in enumerate(commands, start=1):
                 if "dlc_..." in command:
-                    agent = shell(command.replace("dlc_...", token), "agent")
+                    agent = typed(command.replace("dlc_...", token), "agent")
                     continue
-                with shell(command, f"command-{number}") as run:
+                with typed(command, f"command-{number}") as run:
                     assert run.wait(timeout=60) == 0, run.describe()
                 if "create_agent" in command:
                     token = last_line(run.stdout)
