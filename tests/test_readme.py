@@ -49,14 +49,14 @@ TOKEN = re.compile(r"dlc_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 BLOCK = re.compile(r"```(?:sh|bash|console)\n(.*?)```", re.S)
 
 # An HTTP GET from wherever the commands run (our own network namespace, see private_loopback);
-# prints the status (0: no connection) and the body.
+# prints the status (0: no answer) and the body.
 PROBE = """
 import sys, requests
 headers = {"Authorization": "Bearer " + sys.argv[2]} if len(sys.argv) > 2 else {}
 try:
-    r = requests.get(sys.argv[1], headers=headers, timeout=5)
+    r = requests.get(sys.argv[1], headers=headers, timeout=10)
     print(r.status_code); print(r.text)
-except requests.ConnectionError as exc:
+except requests.RequestException as exc:  # refused, or accepted while the workers still boot
     print(0); print(exc)
 """
 
@@ -141,6 +141,8 @@ def private_loopback(env: dict[str, str]) -> Iterator[list[str]]:
 
 def require_port_8000_free() -> None:
     with socket.socket() as sock:
+        # As gunicorn binds: connections of an earlier run still in TIME_WAIT do not make the port taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", 8000))
         except OSError as exc:
