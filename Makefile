@@ -5,13 +5,18 @@ BIN := $(VENV)/bin
 
 .PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api demo clean
 
-install: $(VENV)/.installed
+# The virtualenv, and a .env for local development (debug on, a generated secret key) when there is none.
+install: $(VENV)/.installed .env
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	./scripts/install-system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# A file target without prerequisites: make writes it only when it is missing, so an existing .env is kept.
+.env:
+	$(PYTHON) scripts/write_dev_env.py $@
 
 migrate: install
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(BIN)/python manage.py migrate --noinput

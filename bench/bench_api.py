@@ -50,8 +50,6 @@ import json
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +60,8 @@ from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import bench_environment, ensure_mysql_database, terminate, web_argv  # noqa: E402
+from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
+from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_api")
 
@@ -83,7 +82,8 @@ WORDS = [
 ]
 
 
-ensure_mysql_database(os.environ["DATABASE_URL"], "bench_api")
+require_mysql(os.environ["DATABASE_URL"], "bench_api")
+create_mysql_database(os.environ["DATABASE_URL"])
 
 import django  # noqa: E402
 
@@ -136,40 +136,22 @@ class Server:
     """gunicorn with two uvicorn workers, as the Procfile runs it."""
 
     def __init__(self, workers: int) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-api-server-", suffix=".log", delete=False)  # noqa: SIM115
+        self.port = free_port()
+        log_dir = Path(tempfile.mkdtemp(prefix="bench-api-server-"))
         env = {**os.environ, "THROTTLE_AGENT_WRITES": "1000000/minute"}
-        self.proc = subprocess.Popen(
-            web_argv(self.port, workers=workers),
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while not self._healthy():
-            if self.proc.poll() is not None:
-                sys.exit(f"server exited with {self.proc.returncode}; log: {self.log.name}")
-            if time.monotonic() > deadline:
-                self.stop()
-                sys.exit(f"server did not answer within 60s; log: {self.log.name}")
-            time.sleep(0.2)
+        self.web = ChildProcess(web_argv(self.port, workers=workers), env=env, name="web", log_dir=log_dir)
+        self.proc = self.web.proc
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{self.port}", watch=[self.web], timeout=60)
+        except RuntimeError as exc:
+            self.stop()
+            sys.exit(f"{exc}\nlogs: {log_dir}")
 
     def worker_pids(self) -> list[int]:
         return [int(pid) for pid in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
 
-    def _healthy(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                return sock.recv(64).startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
-
     def stop(self) -> None:
-        terminate(self.proc, grace=15)
+        self.web.close()
 
 
 # --- a minimal keep-alive HTTP/1.1 client ---------------------------------------------

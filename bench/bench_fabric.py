@@ -3,7 +3,7 @@
     make bench-fabric                                   # SQLite file in /tmp
     DATABASE_URL=mysql://root@127.0.0.1:3306/dialectic_bench make bench-fabric
 
-Method: a local stand-in for Fabric (``tests/fabric_server.py``: a threaded
+Method: a local stand-in for Fabric (``devtools/fabric_receiver.py``: a threaded
 HTTP server on 127.0.0.1 that records every request) answers 201, with a
 chosen latency. The outbox is seeded with N pending announcements, then K
 ``manage.py run_ticker --once`` processes start together. Reported: wall
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,10 +25,10 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-os.environ.setdefault("DATABASE_URL", "sqlite:////tmp/dialectic-bench-fabric.sqlite3")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-secret-key")
-os.environ["DJANGO_SETTINGS_MODULE"] = "dialectic.settings"
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from devtools.environments import bench_environment  # noqa: E402
+from devtools.processes import ChildProcess  # noqa: E402
+
+bench_environment("sqlite:////tmp/dialectic-bench-fabric.sqlite3")
 
 import django  # noqa: E402
 
@@ -38,8 +37,9 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from devtools.fabric_receiver import FabricServer, Reply, fabric_env  # noqa: E402
+from devtools.seeding import seed_announcements  # noqa: E402
 from fabric_bridge.models import Announcement, AnnouncementStatus  # noqa: E402
-from tests.fabric_server import FabricServer, Reply, fabric_env, seed_announcements  # noqa: E402
 from topics.models import Topic  # noqa: E402
 
 PASS_LINE = re.compile(r"announcements attempted in ([\d.]+)s")
@@ -58,21 +58,16 @@ def seed(count: int) -> None:
 def tickers(count: int, env: dict[str, str]) -> tuple[float, list[str]]:
     """Start ``count`` one-pass tickers together; wall time until the last exits, and their stderr."""
     started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "run_ticker", "--once"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
-    outputs = [proc.communicate(timeout=600)[1] for proc in procs]
-    for proc, output in zip(procs, outputs, strict=True):
-        if proc.returncode != 0:
-            raise SystemExit(f"ticker exited {proc.returncode}:\n{output}")
+    procs = [ChildProcess.manage("run_ticker", "--once", env=env) for _ in range(count)]
+    try:
+        codes = [proc.wait(timeout=600) for proc in procs]
+        outputs = [proc.stderr for proc in procs]
+    finally:
+        for proc in procs:
+            proc.close()
+    for proc, code in zip(procs, codes, strict=True):
+        if code != 0:
+            raise SystemExit(f"ticker exited {code}:\n{proc.stderr}")
     return time.monotonic() - started, outputs
 
 

@@ -39,9 +39,7 @@ import json
 import os
 import random
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,12 +50,14 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import bench_environment, ensure_mysql_database, terminate, web_argv  # noqa: E402
+from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
+from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_sse")
 
 
-ensure_mysql_database(os.environ["DATABASE_URL"], "bench_sse")
+require_mysql(os.environ["DATABASE_URL"], "bench_sse")
+create_mysql_database(os.environ["DATABASE_URL"])
 
 import django  # noqa: E402
 
@@ -111,36 +111,22 @@ class Server:
     """One gunicorn master with one uvicorn worker, as the Procfile runs it."""
 
     def __init__(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-sse-server-", suffix=".log", delete=False)  # noqa: SIM115
+        log_dir = Path(tempfile.mkdtemp(prefix="bench-sse-server-"))
         env = {
             **os.environ,
             "SSE_STATS_ENABLED": "1",
             # The load is the point here, not the per-agent write limit.
             "THROTTLE_AGENT_WRITES": "1000000/minute",
         }
-        self.proc = subprocess.Popen(
-            web_argv(self.port, workers=1),
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                sys.exit(f"server exited with {self.proc.returncode}; log: {self.log.name}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit(f"server did not answer within 60s; log: {self.log.name}")
-            time.sleep(0.2)
+        self.web = ChildProcess(web_argv(self.port, workers=1), env=env, name="web", log_dir=log_dir)
+        self.proc = self.web.proc
+        try:
+            wait_until_healthy(self.base, watch=[self.web], timeout=60)
+        except RuntimeError as exc:
+            self.stop()
+            sys.exit(f"{exc}\nlogs: {log_dir}")
 
     def worker_pid(self) -> int:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
@@ -156,7 +142,7 @@ class Server:
         return int(values["VmRSS"]) // 1024, int(values["VmHWM"]) // 1024, int(values["Threads"])
 
     def stop(self) -> None:
-        terminate(self.proc, grace=15)
+        self.web.close()
 
 
 @dataclass

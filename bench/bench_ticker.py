@@ -35,10 +35,10 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from devtools.environments import bench_environment, create_mysql_database  # noqa: E402
 
-os.environ.setdefault("DATABASE_URL", "mysql://root@127.0.0.1:3306/dlc_bench")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dialectic.settings")
-os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-not-secret")
+# INFO: the transition lines are written (to /dev/null), as a real ticker writes them.
+bench_environment("mysql://root@127.0.0.1:3306/dlc_bench", log_level="INFO")
 os.environ.update(
     FABRIC_GUILD_BASE_URL="http://127.0.0.1:9",
     FABRIC_ANNOUNCE_CHANNEL_ID="bench",
@@ -56,24 +56,6 @@ STEPS = [
 ]
 
 
-def create_database() -> None:
-    """The bench's own MariaDB database, so it never touches anyone's data."""
-    import environ
-    import MySQLdb
-
-    config = environ.Env.db_url_config(os.environ["DATABASE_URL"])
-    if config["ENGINE"] != "django.db.backends.mysql":
-        return
-    conn = MySQLdb.connect(
-        host=config["HOST"] or "127.0.0.1",
-        port=int(config["PORT"] or 3306),
-        user=config["USER"],
-        password=config["PASSWORD"] or "",
-    )
-    conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{config['NAME']}` CHARACTER SET utf8mb4")
-    conn.close()
-
-
 def setup_django() -> None:
     import django
 
@@ -89,7 +71,7 @@ def reseed(topics: int) -> list:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from tests.orchestration import seed_agents, seed_overdue_topics
+    from devtools.seeding import seed_agents, seed_overdue_topics
 
     call_command("flush", interactive=False, verbosity=0)
     agents = seed_agents(40, prefix="bench-agent")
@@ -97,7 +79,7 @@ def reseed(topics: int) -> list:
 
 
 def check(topic_ids: list) -> None:
-    from tests.orchestration import inconsistent_topics, status_counts
+    from devtools.consistency import inconsistent_topics, status_counts
 
     problems = inconsistent_topics(topic_ids, fabric=True)
     counts = status_counts(topic_ids)
@@ -212,7 +194,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    create_database()
+    create_mysql_database(os.environ["DATABASE_URL"])  # the bench's own database, never anyone's data
     setup_django()
     from django.core.management import call_command
 

@@ -21,7 +21,8 @@ import requests
 
 # Runnable as a file (`python scripts/demo.py`): make the project root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.stack import Stack, child_base_env, last_line, manage
+from devtools.environments import isolated_environ
+from devtools.processes import Stack, last_line, manage
 
 TERMINAL = {"completed", "cancelled"}
 
@@ -86,12 +87,12 @@ def main() -> int:
 
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="dialectic-demo-"))
-    env = {
-        **child_base_env(),
-        "DATABASE_URL": f"sqlite:///{workdir / 'demo.sqlite3'}",
-        "DJANGO_SETTINGS_MODULE": "dialectic.settings",
-        "DJANGO_DEBUG": "1",
-    }
+    # Only what the demo states: neither the caller's settings nor a .env (whose Fabric would get announcements).
+    env = isolated_environ(
+        DATABASE_URL=f"sqlite:///{workdir / 'demo.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="dialectic.settings",
+        DJANGO_DEBUG="1",
+    )
     print(f"demo: database and logs in {workdir}")
     manage("migrate", "--noinput", env=env)
     completed = False

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from tests.support import ensure_winner_schema
+from devtools.seeding import ensure_winner_schema
 from topics import transitions
 from topics.models import Agent, Signup, Topic, Verdict
 from topics.tokens import token_issue

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.fabric_server import FabricServer
-from tests.support import ensure_winner_schema
+from devtools.fabric_receiver import FabricServer
+from devtools.seeding import ensure_winner_schema
 from topics.models import Agent, Topic
 
 

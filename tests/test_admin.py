@@ -719,7 +719,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
 
     from django.test import Client
 
-    from tests.support import wait_for
+    from devtools.processes import wait_for
 
     get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
     topic = make_topic(signup_for=timedelta(minutes=10), gap=timedelta(minutes=30))

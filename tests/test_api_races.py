@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from devtools.seeding import ensure_winner_schema
 from tests.api_support import Player, player, stage_topic
-from tests.support import ensure_winner_schema
 from topics.models import Argument, Signup, TopicStatus, Verdict
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]

@@ -10,7 +10,8 @@ import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 
-from tests.support import ManageProcess
+from devtools.environments import child_env
+from devtools.processes import ChildProcess
 from topics.models import Topic, TopicStatus, VerdictSchema
 
 
@@ -95,12 +96,13 @@ def test_bad_input_names_the_option_and_creates_nothing(args, message, winner_sc
 
 @pytest.mark.django_db(transaction=True)
 def test_from_a_shell_the_id_is_the_last_line_and_errors_exit_non_zero(winner_schema):
-    with ManageProcess("create_topic", "--title", "Scripted", "--rounds", "2") as ok:
+    with ChildProcess.manage("create_topic", "--title", "Scripted", "--rounds", "2", env=child_env()) as ok:
         assert ok.wait(timeout=30) == 0, ok.describe()
         topic_id = ok.stdout.strip().splitlines()[-1]
     assert Topic.objects.get(pk=topic_id).round_count == 2
 
-    with ManageProcess("create_topic", "--title", "Broken", "--signup-for", "ten minutes") as bad:
+    broken = ("create_topic", "--title", "Broken", "--signup-for", "ten minutes")
+    with ChildProcess.manage(*broken, env=child_env()) as bad:
         assert bad.wait(timeout=30) != 0
         assert "--signup-for: 'ten minutes' is not a duration" in bad.stderr
         assert bad.stdout == ""

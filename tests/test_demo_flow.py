@@ -14,8 +14,8 @@ import io
 import pytest
 from django.core.management import call_command
 
-from scripts.stack import Stack, last_line
-from tests.support import child_env, wait_for
+from devtools.environments import child_env
+from devtools.processes import Stack, last_line, wait_for
 from topics.models import Argument, Camp, Topic, TopicEvent, TopicStatus, Verdict
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,16 +52,15 @@ def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
         def finished() -> bool:
             return Topic.objects.filter(pk=topic_id, status__in=[TopicStatus.COMPLETED, TopicStatus.CANCELLED]).exists()
 
-        logs = lambda: "\n".join(f"--- {c.name}\n{c.output()[-2000:]}" for c in stack.children)  # noqa: E731
         try:
             wait_for(finished, timeout=45, interval=0.2, message="the topic did not finish")
         except AssertionError:
-            pytest.fail(f"topic not finished\n{logs()}")
+            pytest.fail(f"topic not finished\n{stack.logs()}")
         codes = {camp: agent.wait(timeout=15) for camp, agent in agents.items()}
 
     topic = Topic.objects.get(pk=topic_id)
-    assert topic.status == TopicStatus.COMPLETED, f"{topic.cancelled_reason}\n{logs()}"
-    assert codes == dict.fromkeys(CAMPS, 0), logs()
+    assert topic.status == TopicStatus.COMPLETED, f"{topic.cancelled_reason}\n{stack.logs()}"
+    assert codes == dict.fromkeys(CAMPS, 0), stack.logs()
 
     # Each agent got the camp it volunteered for (one volunteer per camp leaves the allocator no choice).
     placed = {camp.camp: camp.agent.name for camp in Camp.objects.filter(topic=topic).select_related("agent")}

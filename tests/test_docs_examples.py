@@ -36,8 +36,8 @@ import requests
 from django.db import transaction
 from django.utils import timezone
 
-from scripts.stack import Stack
-from tests.support import child_env
+from devtools.environments import child_env
+from devtools.processes import Stack
 from topics import transitions
 from topics.models import Agent, Signup, Topic
 from topics.tokens import token_issue

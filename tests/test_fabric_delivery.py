@@ -13,10 +13,10 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
+from devtools.fabric_receiver import Reply
 from fabric_bridge import delivery
 from fabric_bridge.delivery import deliver_due, retry_delay
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
-from tests.fabric_server import Reply
 from topics import transitions
 from topics.announcements import build_payload
 from topics.models import Signup, Verdict

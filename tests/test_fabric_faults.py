@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.fabric_receiver import Reply
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from orchestrator.ticker import Ticker
-from tests.fabric_server import Reply
 from topics.models import Topic, TopicStatus
 
 pytestmark = pytest.mark.django_db

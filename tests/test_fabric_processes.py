@@ -9,10 +9,12 @@ from collections import Counter
 import pytest
 from django.db import connection
 
+from devtools.environments import child_env
+from devtools.fabric_receiver import FabricServer, Reply, fabric_env
+from devtools.processes import ChildProcess, wait_for
+from devtools.seeding import seed_announcements
 from fabric_bridge.config import REQUIRED
 from fabric_bridge.models import Announcement, AnnouncementStatus
-from tests.fabric_server import FabricServer, Reply, fabric_env, seed_announcements
-from tests.support import ManageProcess, child_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +28,7 @@ def server():
     fabric.stop()
 
 
-def wait_or_explain(proc: ManageProcess, condition, what: str) -> None:
+def wait_or_explain(proc: ChildProcess, condition, what: str) -> None:
     try:
         wait_for(condition, timeout=60, message=f"timed out waiting for {what}")
     except AssertionError as exc:
@@ -53,7 +55,7 @@ def test_concurrent_tickers_send_each_announcement_exactly_once(server, tickers,
     # Budget large enough for one pass to drain the whole backlog alone.
     env = ticker_env(server, FABRIC_DELIVERY_BUDGET="60s")
 
-    procs = [ManageProcess("run_ticker", "--once", env=env) for _ in range(tickers)]
+    procs = [ChildProcess.manage("run_ticker", "--once", env=env) for _ in range(tickers)]
     try:
         for proc in procs:
             assert proc.wait(timeout=120) == 0, proc.describe()
@@ -79,7 +81,7 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
     # the hang is seen within milliseconds, long before its 1s read timeout.
     env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="1s", FABRIC_DELIVERY_BUDGET="1s")
 
-    with ManageProcess("run_ticker", "--interval", "100ms", env=env) as first:
+    with ChildProcess.manage("run_ticker", "--interval", "100ms", env=env) as first:
         wait_or_explain(first, lambda: len(server.requests()) >= 26, "the hanging send")
         first.kill()
     server.unhang()
@@ -88,7 +90,7 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
     assert leased >= 1, "the killed ticker left its claimed batch leased"
 
     env = ticker_env(server, FABRIC_CONNECT_TIMEOUT="200ms", FABRIC_READ_TIMEOUT="200ms", FABRIC_DELIVERY_BUDGET="1s")
-    with ManageProcess("run_ticker", "--interval", "100ms", env=env) as second:
+    with ChildProcess.manage("run_ticker", "--interval", "100ms", env=env) as second:
         wait_or_explain(
             second,
             lambda: Announcement.objects.filter(status=AnnouncementStatus.SENT).count() == 60,
@@ -105,8 +107,9 @@ def test_a_ticker_killed_mid_delivery_loses_nothing(server):
 
 
 def test_ticker_names_the_missing_fabric_variables_once_at_startup():
-    env = child_env({"FABRIC_GUILD_BASE_URL": "https://fabric.example"}, drop=REQUIRED)
-    with ManageProcess("run_ticker", "--once", env=env) as ticker:
+    env = child_env({"FABRIC_GUILD_BASE_URL": "https://fabric.example"})
+    assert env.keys() & set(REQUIRED) == {"FABRIC_GUILD_BASE_URL"}, "child_env passes none of ours on"
+    with ChildProcess.manage("run_ticker", "--once", env=env) as ticker:
         assert ticker.wait(timeout=60) == 0, ticker.describe()
         lines = [line for line in ticker.stderr.splitlines() if "fabric announcements" in line]
     assert len(lines) == 1, lines

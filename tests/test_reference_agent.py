@@ -1,7 +1,7 @@
 """examples/agent.py on its own: how its client reacts to each kind of answer, and the verdicts it builds.
 
 The happy path against the real server is tests/test_demo_flow.py; here a
-scripted HTTP server (tests/fabric_server.py) plays the bad days: 5xx,
+scripted HTTP server (devtools/fabric_receiver.py) plays the bad days: 5xx,
 429 with Retry-After, 401, refused connections.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.fabric_server import FabricServer, Reply
+from devtools.fabric_receiver import FabricServer, Reply
 
 AGENT_PY = Path(__file__).resolve().parent.parent / "examples" / "agent.py"
 spec = importlib.util.spec_from_file_location("reference_agent", AGENT_PY)

@@ -8,10 +8,7 @@ as ``make run`` does. The admin login page answers, its stylesheets load
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +16,9 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 
-from scripts.stack import terminate
-from tests.support import BASE_DIR, child_env, wait_for
+from devtools.environments import child_env
+from devtools.processes import BASE_DIR, ChildProcess, free_port, wait_until_healthy
 from topics.models import Agent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def procfile_command(process: str) -> str:
@@ -50,28 +41,11 @@ def web_server(transactional_db) -> Iterator[str]:
             "PATH": f"{venv_bin}:{child_env()['PATH']}",
         }
     )
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after the process
-    # The Procfile line exactly as honcho runs it (through a shell, which its `exec` replaces).
-    proc = subprocess.Popen(
-        ["/bin/sh", "-c", procfile_command("web")], cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
     base = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        if proc.poll() is not None:
-            log.seek(0)
-            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read().decode(errors='replace')}")
-        try:
-            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(answering, timeout=60, interval=0.2, message="the web process did not answer within 60s")
+    # The Procfile line exactly as honcho runs it (through a shell, which its `exec` replaces).
+    with ChildProcess(["/bin/sh", "-c", procfile_command("web")], env=env, name="web") as web:
+        wait_until_healthy(base, watch=[web], timeout=60)
         yield base
-    finally:
-        terminate(proc, grace=15)
-        log.close()
 
 
 def test_procfile_web_process_serves_the_admin_with_its_static_files(web_server):

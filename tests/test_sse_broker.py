@@ -18,7 +18,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection, transaction
 
-from tests.support import ensure_winner_schema
+from devtools.seeding import ensure_winner_schema
 from topics import broker as broker_module
 from topics import event_feed, rules, transitions
 from topics.broker import Broker

@@ -15,26 +15,37 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from tests.sse_support import AsgiServer, SseReader
-from tests.support import ManageProcess, child_env, wait_for
+from devtools.environments import child_env
+from devtools.processes import ChildProcess, Stack, wait_for
+from devtools.sse_client import SseReader
 from topics import transitions
 from topics.models import Agent, Round, Topic, TopicEvent
 from topics.tokens import token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# Heartbeats and polls fast enough for a test; the stats endpoint on, to count listeners.
+STREAM_SETTINGS = {"SSE_HEARTBEAT_INTERVAL": "1s", "SSE_POLL_INTERVAL": "100ms", "SSE_STATS_ENABLED": "1"}
+
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock(), AsgiServer() as one, AsgiServer() as two:
-        one.wait_ready()
-        two.wait_ready()
-        yield one, two
+    """Two web servers as the Procfile runs them (no ticker: the ``ticker`` fixture adds one)."""
+    with django_db_blocker.unblock():
+        env = child_env(STREAM_SETTINGS)
+    one, two = (Stack(env=env, ticker=False, graceful_timeout=1) for _ in range(2))
+    try:
+        one.launch()
+        two.launch()  # both boot at once
+        yield one.wait_healthy(), two.wait_healthy()
+    finally:
+        two.stop()
+        one.stop()
 
 
 @pytest.fixture
 def ticker(servers):
-    with ManageProcess("run_ticker", "--interval", "100ms", env=child_env()) as process:
+    with ChildProcess.manage("run_ticker", "--interval", "100ms", env=child_env()) as process:
         yield process
 
 
@@ -53,11 +64,15 @@ def saw(kind: str, **data: object):
     return condition
 
 
-def listeners(server: AsgiServer) -> int:
-    return server.stats()["listeners"]
+def events_url(server: Stack, topic_id: object) -> str:
+    return f"{server.base_url}/api/topics/{topic_id}/events/"
 
 
-def api_post(server: AsgiServer, path: str, token: str, body: dict) -> dict:
+def listeners(server: Stack) -> int:
+    return httpx.get(f"{server.base_url}/api/_stream/stats/", timeout=5).json()["listeners"]
+
+
+def api_post(server: Stack, path: str, token: str, body: dict) -> dict:
     response = httpx.post(
         f"{server.base_url}/api/topics/{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
@@ -71,12 +86,12 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     tokens = {camp: token_issue(agent=make_agent(name=f"sse-{camp}", owner=camp)) for camp in ("pro", "con", "judge")}
     topic = make_topic(signup_for=timedelta(hours=1), debate_for=timedelta(hours=1), round_count=2)
 
-    def argue(server: AsgiServer, camp: str, content: str) -> None:
+    def argue(server: Stack, camp: str, content: str) -> None:
         api_post(server, f"{topic.pk}/arguments/", tokens[camp], {"content": content})
 
-    first = SseReader(one.events_url(topic.pk))
-    other_server = SseReader(two.events_url(topic.pk))
-    leaver = SseReader(one.events_url(topic.pk), stop_when=lambda events: events[-1].kind == "argument_posted")
+    first = SseReader(events_url(one, topic.pk))
+    other_server = SseReader(events_url(two, topic.pk))
+    leaver = SseReader(events_url(one, topic.pk), stop_when=lambda events: events[-1].kind == "argument_posted")
     wait_for(lambda: listeners(one) == 2 and listeners(two) == 1, timeout=10, message="listeners did not connect")
     assert first.status == 200
     assert first.response_headers["content-type"] == "text/event-stream"
@@ -101,7 +116,7 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     Round.objects.filter(topic=topic, round_no=0).update(closes_at=timezone.now())
     first.wait_for(saw("round_opened", round_no=1))
     # Back mid-debate: the missed events from the database, then live ones.
-    rejoined = SseReader(one.events_url(topic.pk), headers={"Last-Event-ID": str(leaver.events[-1].id)})
+    rejoined = SseReader(events_url(one, topic.pk), headers={"Last-Event-ID": str(leaver.events[-1].id)})
     wait_for(lambda: listeners(one) == 2, timeout=10)
     argue(two, "con", "Round one, con.")
     argue(one, "pro", "Round one, pro.")
@@ -139,10 +154,10 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     assert expected[5][2]["content"] == "Round zero, pro.\nSecond line: «ünïcødé»."
 
     # After the end: ?after= gives the rest and the end; nothing left at all is a 204 (EventSource stops).
-    late = SseReader(f"{one.events_url(topic.pk)}?after=12")
+    late = SseReader(f"{events_url(one, topic.pk)}?after=12")
     late.wait_done()
     assert late.ended and as_tuples(late) == expected[12:]
-    done = httpx.get(two.events_url(topic.pk), headers={"Last-Event-ID": "15"}, timeout=5)
+    done = httpx.get(events_url(two, topic.pk), headers={"Last-Event-ID": "15"}, timeout=5)
     assert done.status_code == 204 and done.content == b""
     wait_for(lambda: listeners(one) == 0 and listeners(two) == 0, timeout=5)
 
@@ -152,7 +167,7 @@ def test_a_cancelled_topic_ends_its_stream_after_topic_cancelled(servers, make_t
     topic = make_topic()
     with transaction.atomic():
         transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
-    reader = SseReader(one.events_url(topic.pk))
+    reader = SseReader(events_url(one, topic.pk))
     reader.wait_for_seq(1)
     with transaction.atomic():
         transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="staff: duplicate topic", now=timezone.now())
@@ -172,15 +187,15 @@ def test_a_private_topic_is_404_anonymously_and_streams_with_a_token(servers, ma
     with transaction.atomic():
         transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
 
-    anonymous = httpx.get(one.events_url(topic.pk), timeout=5)
+    anonymous = httpx.get(events_url(one, topic.pk), timeout=5)
     assert anonymous.status_code == 404
     assert anonymous.json() == {"detail": "No such topic.", "code": "not_found"}
-    bad = httpx.get(one.events_url(topic.pk), headers={"Authorization": "Bearer dlc_abc_nope"}, timeout=5)
+    bad = httpx.get(events_url(one, topic.pk), headers={"Authorization": "Bearer dlc_abc_nope"}, timeout=5)
     assert bad.status_code == 401 and bad.json()["code"] == "authentication_failed"
 
     agent: Agent = make_agent()
     token = token_issue(agent=agent)
-    with SseReader(two.events_url(topic.pk), headers={"Authorization": f"Bearer {token}"}) as reader:
+    with SseReader(events_url(two, topic.pk), headers={"Authorization": f"Bearer {token}"}) as reader:
         reader.wait_for_seq(1)
         assert reader.status == 200
         assert reader.events[0].data["to"] == "signup_open"
@@ -189,7 +204,7 @@ def test_a_private_topic_is_404_anonymously_and_streams_with_a_token(servers, ma
 def test_heartbeats_flow_while_idle_and_a_disconnect_unsubscribes_at_once(servers, make_topic):
     one, _ = servers
     topic = make_topic()
-    reader = SseReader(one.events_url(topic.pk))
+    reader = SseReader(events_url(one, topic.pk))
     # SSE_HEARTBEAT_INTERVAL is 1s on the test servers.
     reader.wait_for(lambda r: r.comments.count("keepalive") >= 2, timeout=10)
     assert reader.events == []

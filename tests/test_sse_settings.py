@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.support import BASE_DIR
+from devtools.processes import BASE_DIR
 
 PROBE = (
     "import django; django.setup(); from django.conf import settings as s; "

@@ -12,8 +12,9 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError, connection, connections, transaction
 
+from devtools.environments import child_env
+from devtools.processes import ChildProcess, wait_for
 from orchestrator.ticker import Ticker
-from tests.support import ManageProcess, child_env, wait_for
 from topics import transitions
 from topics.models import Topic, TopicStatus
 
@@ -188,7 +189,7 @@ def test_run_ticker_once_through_call_command(make_topic, now, caplog):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_running_ticker_logs_each_transition_and_exits_0_promptly_on_a_signal(sig, make_topic, now):
     topic = make_topic(start=now - timedelta(seconds=1))
-    with ManageProcess("run_ticker", "--interval", "1h") as ticker:
+    with ChildProcess.manage("run_ticker", "--interval", "1h", env=child_env()) as ticker:
         line = f"topic {topic.pk} created → signup_open: signup opens"
         wait_for(lambda: line in ticker.stderr, timeout=30, message=f"no transition line\n{ticker.describe()}")
         wait_for(lambda: "pass: 1 transitions" in ticker.stderr, timeout=10, message=ticker.describe())
@@ -212,7 +213,7 @@ def test_a_running_ticker_logs_each_transition_and_exits_0_promptly_on_a_signal(
     ],
 )
 def test_a_bad_interval_exits_2_naming_the_setting(args, env, named):
-    with ManageProcess("run_ticker", "--once", *args, env=child_env(env)) as ticker:
+    with ChildProcess.manage("run_ticker", "--once", *args, env=child_env(env)) as ticker:
         assert ticker.wait(timeout=30) == 2, ticker.describe()
         assert named in ticker.stderr
         assert "Traceback" not in ticker.stderr

@@ -16,10 +16,12 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from devtools.consistency import inconsistent_topics
+from devtools.environments import child_env
+from devtools.fabric_receiver import FabricServer, fabric_env
+from devtools.processes import ChildProcess
+from devtools.seeding import seed_agents, seed_overdue_topics
 from fabric_bridge.models import Announcement, AnnouncementKind
-from tests.fabric_server import FabricServer, fabric_env
-from tests.orchestration import inconsistent_topics, seed_agents, seed_overdue_topics
-from tests.support import ManageProcess, child_env
 from topics.models import Camp, Round, Topic, TopicEvent, TopicStatus
 
 FULL = 1000  # four signups, two rounds, a verdict deadline: six transitions each
@@ -76,7 +78,7 @@ def test_concurrent_tickers_make_every_transition_exactly_once():
     server = FabricServer().start()
     env = child_env(fabric_env(server, FABRIC_DELIVERY_BUDGET="2s"))
     started = time.monotonic()
-    tickers = [ManageProcess("run_ticker", "--once", env=env) for _ in range(processes)]
+    tickers = [ChildProcess.manage("run_ticker", "--once", env=env) for _ in range(processes)]
     try:
         for ticker in tickers:
             assert ticker.wait(timeout=150) == 0, ticker.describe()

@@ -14,9 +14,11 @@ import time
 import pytest
 from django.utils import timezone
 
-from tests.fabric_server import FabricServer, fabric_env
-from tests.orchestration import inconsistent_topics, seed_agents, seed_overdue_topics, status_counts
-from tests.support import ManageProcess, child_env, wait_for
+from devtools.consistency import inconsistent_topics, status_counts
+from devtools.environments import child_env
+from devtools.fabric_receiver import FabricServer, fabric_env
+from devtools.processes import ChildProcess, wait_for
+from devtools.seeding import seed_agents, seed_overdue_topics
 from topics.models import Camp, Topic, TopicStatus
 
 TOPICS = 400
@@ -43,7 +45,7 @@ def allocating(minimum: int):
 
 
 def finish_with_a_fresh_ticker(topic_ids, env) -> None:
-    with ManageProcess("run_ticker", "--once", env=env) as ticker:
+    with ChildProcess.manage("run_ticker", "--once", env=env) as ticker:
         assert ticker.wait(timeout=200) == 0, ticker.describe()
         assert " ERROR " not in ticker.stderr, ticker.describe()
     assert status_counts(topic_ids) == {S.JUDGING: TOPICS}
@@ -53,7 +55,7 @@ def finish_with_a_fresh_ticker(topic_ids, env) -> None:
 @pytest.mark.timeout(300)
 def test_sigkill_mid_pass_leaves_every_topic_whole_and_a_restart_finishes(overdue, fabric_server):
     env = child_env(fabric_env(fabric_server))
-    with ManageProcess("run_ticker", "--once", env=env) as ticker:
+    with ChildProcess.manage("run_ticker", "--once", env=env) as ticker:
         wait_for(allocating(20), timeout=200, interval=0.01, message=f"never got to allocating\n{ticker.describe()}")
         ticker.kill()
         assert ticker.returncode == -signal.SIGKILL
@@ -71,7 +73,7 @@ def test_sigkill_mid_pass_leaves_every_topic_whole_and_a_restart_finishes(overdu
 @pytest.mark.timeout(300)
 def test_sigterm_mid_pass_finishes_the_transaction_and_exits_0_within_two_seconds(overdue, fabric_server):
     env = child_env(fabric_env(fabric_server))
-    with ManageProcess("run_ticker", "--interval", "1h", env=env) as ticker:
+    with ChildProcess.manage("run_ticker", "--interval", "1h", env=env) as ticker:
         wait_for(allocating(20), timeout=200, interval=0.01, message=f"never got to allocating\n{ticker.describe()}")
         started = time.monotonic()
         ticker.send_signal(signal.SIGTERM)

@@ -1,87 +1,21 @@
-"""A real ASGI server process and a real SSE client, for the live-stream tests.
+"""A real Server-Sent Events client: one stream read with httpx in a background thread.
 
-The server is started the way the Procfile runs it (gunicorn with the
-uvicorn worker), on a free port of 127.0.0.1, against the test database
-(``tests.support.child_env``). The client reads the stream with httpx in a
-background thread so the test can drive the debate meanwhile.
+The caller drives the debate meanwhile (API calls, a ticker) and waits on
+what the stream has shown: events (``id``, ``event``, JSON ``data``),
+comments (heartbeats), the ``retry`` hint, and whether the server ended the
+stream or we left it.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO
 
 import httpx
 
-from scripts.stack import terminate, web_argv
-from tests.support import BASE_DIR, child_env, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class AsgiServer:
-    """gunicorn + UvicornWorker, one worker, as a context manager that never outlives the test.
-
-    Starting returns at once (start several, then ``wait_ready`` each).
-    """
-
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        defaults = {"SSE_HEARTBEAT_INTERVAL": "1s", "SSE_POLL_INTERVAL": "100ms", "SSE_STATS_ENABLED": "1"}
-        self.proc = subprocess.Popen(
-            web_argv(self.port, graceful_timeout=1),
-            cwd=BASE_DIR,
-            env=child_env({**defaults, **(env or {})}),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout: float = 30) -> AsgiServer:
-        wait_for(self._ready, timeout=timeout, interval=0.1, message="the ASGI server did not answer /healthz")
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the ASGI server exited with {self.proc.returncode}:\n{self.log}")
-        try:
-            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def events_url(self, topic_id: object) -> str:
-        return f"{self.base_url}/api/topics/{topic_id}/events/"
-
-    def stats(self) -> dict[str, int]:
-        return httpx.get(f"{self.base_url}/api/_stream/stats/", timeout=5).json()
-
-    @property
-    def log(self) -> str:
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", errors="replace")
-
-    def close(self) -> None:
-        terminate(self.proc, grace=10)
-        self._log.close()
-
-    def __enter__(self) -> AsgiServer:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+from devtools.processes import wait_for
 
 
 @dataclass(frozen=True)
@@ -132,7 +66,7 @@ class SseReader:
         except BaseException as exc:  # reported by the waits, with the test's context
             self.error = exc
 
-    def _parse(self, lines) -> bool:
+    def _parse(self, lines: Iterable[str]) -> bool:
         """Collect events until the stream ends (False) or we decide to leave (True)."""
         block: dict[str, str] = {}
         for line in lines:

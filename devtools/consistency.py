@@ -1,73 +1,21 @@
-"""Seeding many due topics fast, and checking that every topic's rows tell one consistent story.
+"""Checking that every topic's rows tell one consistent story, for thousands of topics at once.
 
-Shared by the ticker's concurrency and crash tests and by ``bench/bench_ticker.py``.
+Status, events (gap-free seqs, a status chain from ``created``), camps, rounds
+and announcements must agree. Used after real tickers ran (the ticker's
+concurrency and crash tests, ``bench/bench_ticker.py``), on rows seeded by
+``devtools.seeding``. Needs a configured Django.
 """
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 
 from fabric_bridge.models import Announcement, AnnouncementKind
-from tests.support import ensure_winner_schema
-from topics.models import Agent, Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus
+from topics.models import Camp, EventKind, Round, Topic, TopicEvent, TopicStatus
 
 S = TopicStatus
-PREFERENCES = ["pro", "con", "judge", None]
-
-
-def seed_agents(count: int, *, prefix: str = "seed-agent") -> list[Agent]:
-    """``count`` agents with distinct owners (so the owner rule never cancels a seeded topic)."""
-    agents = [Agent(name=f"{prefix}-{i}", owner=f"{prefix}-owner-{i}") for i in range(count)]
-    Agent.objects.bulk_create(agents, batch_size=500)
-    return agents
-
-
-def seed_overdue_topics(
-    count: int,
-    *,
-    now: datetime,
-    agents: list[Agent],
-    signups_per_topic: int = 3,
-    round_count: int = 2,
-    verdict_deadline: bool = True,
-    rng: random.Random | None = None,
-    title: str = "seeded",
-) -> list[uuid.UUID]:
-    """``count`` topics still ``created`` whose whole timeline has passed, so every transition is due in turn.
-
-    One ticker pass takes each through created → signup_open → signup_closed
-    (or cancelled, with fewer than three signups) → debating → each round
-    boundary → judging → cancelled (``no verdict by``, when ``verdict_deadline``).
-    """
-    rng = rng or random.Random(7)
-    schema = ensure_winner_schema()  # explicit: the field default would query per row
-    hour = timedelta(hours=1)
-    topics = [
-        Topic(
-            id=uuid.uuid4(),
-            title=f"{title} {i}",
-            signup_open_at=now - 5 * hour,
-            signup_close_at=now - 4 * hour,
-            debate_start_at=now - 3 * hour,
-            debate_end_at=now - 2 * hour,
-            verdict_due_at=now - hour if verdict_deadline else None,
-            round_count=round_count,
-            verdict_schema=schema,
-        )
-        for i in range(count)
-    ]
-    Topic.objects.bulk_create(topics, batch_size=500)
-    signups = [
-        Signup(topic=topic, agent=agent, camp=rng.choice(PREFERENCES))
-        for topic in topics
-        for agent in rng.sample(agents, signups_per_topic)
-    ]
-    Signup.objects.bulk_create(signups, batch_size=1000)
-    return [topic.id for topic in topics]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """A stand-in for Fabric: a real threaded HTTP server on 127.0.0.1 that answers from a script.
 
-Tests queue replies (status codes, bodies, headers, or a hang that outlasts
+Used by the Fabric tests (in process, and behind real ticker processes) and
+by ``bench/bench_fabric.py``. Tests queue replies (status codes, bodies, headers, or a hang that outlasts
 the client's read timeout) and read back every request exactly as it
 arrived. ``stop()`` closes the port, so the next send is refused;
 ``start()`` opens the same port again.
@@ -148,48 +149,3 @@ def fabric_env(server: FabricServer, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
-
-
-def seed_announcements(count: int, *, title: str = "Backlog") -> list[str]:
-    """``count`` pending, due announcements for topics far in the future (tickers only deliver them).
-
-    Returns the announcement ids (the Idempotency-Keys Fabric will see), sorted.
-    Shared by the delivery tests and ``bench/bench_fabric.py``.
-    """
-    import uuid
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from fabric_bridge.models import Announcement, AnnouncementKind
-    from tests.support import ensure_winner_schema
-    from topics.announcements import build_payload
-    from topics.models import Topic
-
-    now = timezone.now()
-    schema = ensure_winner_schema()  # a transactional test's flush may have removed the migration's row
-    day = timedelta(days=1)
-    topics = [
-        Topic(
-            id=uuid.uuid4(),
-            title=f"{title} {i}",
-            signup_open_at=now + day,
-            signup_close_at=now + 2 * day,
-            debate_start_at=now + 3 * day,
-            debate_end_at=now + 4 * day,
-            verdict_schema=schema,
-        )
-        for i in range(count)
-    ]
-    Topic.objects.bulk_create(topics, batch_size=500)
-    rows = [
-        Announcement(
-            topic=topic,
-            kind=AnnouncementKind.SIGNUP_OPENED,
-            payload=build_payload(topic, AnnouncementKind.SIGNUP_OPENED),
-            next_attempt_at=now - timedelta(seconds=1),
-        )
-        for topic in topics
-    ]
-    Announcement.objects.bulk_create(rows, batch_size=500)
-    return sorted(str(row.id) for row in rows)
