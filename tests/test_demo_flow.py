@@ -40,7 +40,7 @@ def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
         }
         # A loaded machine can take seconds to start three interpreters: wait until each has said who it is.
         wait_for(
-            lambda: all("signed in as" in agent.output() for agent in agents.values()),
+            lambda: all("signed in as" in agent.stdout + agent.stderr for agent in agents.values()),
             timeout=60,
             message="the agents did not start",
         )
