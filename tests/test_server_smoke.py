@@ -63,7 +63,8 @@ def web_server(transactional_db) -> Iterator[str]:
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read().decode(errors='replace')}")
         try:
             return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Refused before gunicorn binds; held in the listen backlog (a timeout) while the worker boots.
             return False
 
     try:
