@@ -5,10 +5,11 @@ which takes a coroutine; granian's ``receive()`` returns a native awaitable,
 so without this wrapper every request with a body fails there.
 """
 
+from dialectic.asgi import Receive, Send
 from dialectic.asgi import application as dialectic_application
 
 
-async def application(scope: dict, receive, send) -> None:
+async def application(scope: dict, receive: Receive, send: Send) -> None:
     async def receive_coroutine() -> dict:
         return await receive()
 

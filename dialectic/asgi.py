@@ -22,6 +22,7 @@ docs/serving.md has the measurements behind this and the bound.
 import asyncio
 import os
 import re
+from collections.abc import Awaitable, Callable
 
 from a2wsgi import WSGIMiddleware
 from django.core.asgi import get_asgi_application
@@ -47,10 +48,13 @@ pool = WSGIMiddleware(pages, workers=settings.WEB_THREADS)
 # stream machinery's own counters (they live in this loop's broker).
 STREAM_PATH = re.compile(r"/api/(?:.+/events/|_stream/.*)")
 
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
 _loop_sharing_pool: asyncio.AbstractEventLoop | None = None
 
 
-async def application(scope: dict, receive, send) -> None:
+async def application(scope: dict, receive: Receive, send: Send) -> None:
     global _loop_sharing_pool
     loop = asyncio.get_running_loop()
     if loop is not _loop_sharing_pool:
