@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd demo clean
 
 # The virtualenv, and a .env for local development (debug on, a generated secret key) when there is none.
 install: $(VENV)/.installed .env
@@ -44,7 +44,7 @@ test: install
 # Every benchmark in turn, one after the other so they do not disturb each other;
 # a benchmark that misses its target does not stop the others (-k), but fails the run.
 bench: install
-	$(MAKE) -k bench-ticker bench-api bench-sse bench-fabric
+	$(MAKE) -k bench-ticker bench-api bench-crowd bench-sse bench-fabric
 
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
@@ -67,6 +67,14 @@ bench-ticker: install
 # MariaDB database dialectic_bench_api unless DATABASE_URL says otherwise. ARGS="--agents 40 --seconds 30".
 bench-api: install
 	$(BIN)/python bench/bench_api.py $(ARGS)
+
+# Serving a crowd (docs/serving.md): wrk on /healthz, the topic list and detail, agents/me and
+# argument POSTs against a hello-world floor started in the same run, then a crowd of agents
+# following skill.md's loop every 10 s, growing until p99 reaches 250 ms. MariaDB database
+# dialectic_bench_crowd unless DATABASE_URL says otherwise; needs wrk (installed if missing, as root).
+# ARGS="--compare" also measures the other serving options; ARGS="--conditional" sends If-None-Match.
+bench-crowd: install
+	$(BIN)/python bench/bench_crowd.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -60,26 +60,13 @@ from urllib.parse import urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import argument_body, percentile, read_response  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
 from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_api")
 
 TITLE = "api-bench"
-WORDS = [
-    "argument",
-    "evidence",
-    "reason",
-    "claim",
-    "rebuttal",
-    "premise",
-    "λόγος",
-    "доказательство",
-    "論拠",
-    "दलील",
-    "🙂",
-    "therefore",
-]
 
 
 require_mysql(os.environ["DATABASE_URL"], "bench_api")
@@ -154,32 +141,6 @@ class Server:
         self.web.close()
 
 
-# --- a minimal keep-alive HTTP/1.1 client ---------------------------------------------
-
-
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionError("connection closed")
-    status = int(status_line.split()[1])
-    length, chunked = 0, False
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        name = name.strip().lower()
-        if name == "content-length":
-            length = int(value)
-        elif name == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-    if not chunked:
-        return status, await reader.readexactly(length)
-    body = b""
-    while size := int((await reader.readline()).split(b";")[0], 16):
-        body += await reader.readexactly(size)
-        await reader.readline()
-    await reader.readline()
-    return status, body
-
-
 @dataclass
 class Run:
     latencies: list[float] = field(default_factory=list)
@@ -189,13 +150,6 @@ class Run:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
-
-
-def argument_body(rng: random.Random) -> bytes:
-    words = []
-    while sum(len(w.encode()) + 1 for w in words) < rng.randint(200, 2000):
-        words.append(rng.choice(WORDS))
-    return json.dumps({"content": " ".join(words)}).encode()
 
 
 async def agent_loop(
@@ -363,11 +317,6 @@ def database_pids() -> list[int]:
         except OSError:
             continue
     return pids
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 def report(name: str, run: Run, seconds: float) -> float:

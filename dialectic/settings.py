@@ -102,7 +102,11 @@ else:
         **_db.get("OPTIONS", {}),
     }
     _db["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-_db.setdefault("CONN_MAX_AGE", 0)
+# Connections persist between requests on the web server's pool threads (dialectic/asgi.py),
+# in the ticker between passes, and in the stream's worker threads; the health check
+# before each request's first query replaces a connection the server dropped meanwhile.
+# `?conn_max_age=0` in DATABASE_URL turns persistence off (one connection per request).
+_db.setdefault("CONN_MAX_AGE", 60)
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -123,6 +127,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Web server (dialectic/asgi.py; docs/operations.md) -----------------------
+# Threads per web process for every request but the event streams; each keeps one
+# database connection, so a process holds at most WEB_THREADS + 1 (the stream poller's).
+WEB_THREADS = env_int("WEB_THREADS", default=8, minimum=1)
 
 # --- Orchestrator -----------------------------------------------------------
 ORCHESTRATOR_TICK_INTERVAL = env_duration("ORCHESTRATOR_TICK_INTERVAL", default="15s", positive=True)
@@ -152,7 +161,7 @@ THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["topics.api.authentication.AgentTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["topics.api.renderers.SafeJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,

@@ -30,6 +30,8 @@ print(json.dumps({
     "engine": s.DATABASES["default"]["ENGINE"],
     "db_name": str(s.DATABASES["default"]["NAME"]),
     "db_options": s.DATABASES["default"]["OPTIONS"],
+    "conn_max_age": s.DATABASES["default"]["CONN_MAX_AGE"],
+    "web_threads": s.WEB_THREADS,
     "tick": s.ORCHESTRATOR_TICK_INTERVAL.total_seconds(),
     "throttle": s.THROTTLE_AGENT_WRITES,
     "cache": s.CACHES["default"]["BACKEND"],
@@ -81,6 +83,8 @@ def test_defaults_boot(boot, tmp_path):
     assert loaded["throttle"] == "120/minute"
     assert loaded["cache"].endswith("LocMemCache")
     assert loaded["hosts"] == ["localhost", "127.0.0.1"]
+    assert loaded["web_threads"] == 8
+    assert loaded["conn_max_age"] == 60
 
 
 def test_good_values_are_parsed(boot):
@@ -88,8 +92,9 @@ def test_good_values_are_parsed(boot):
         DJANGO_DEBUG="yes",
         ORCHESTRATOR_TICK_INTERVAL="1m30s",
         THROTTLE_AGENT_WRITES="10/second",
-        DATABASE_URL="mysql://dialectic:pw@db.internal:3306/dialectic",
+        DATABASE_URL="mysql://dialectic:pw@db.internal:3306/dialectic?conn_max_age=0",
         DJANGO_ALLOWED_HOSTS="debate.example.com, localhost",
+        WEB_THREADS="16",
     )
     assert code == 0, stderr
     assert loaded["debug"] is True
@@ -98,6 +103,8 @@ def test_good_values_are_parsed(boot):
     assert loaded["engine"] == "django.db.backends.mysql"
     assert loaded["db_options"]["charset"] == "utf8mb4"
     assert loaded["hosts"] == ["debate.example.com", "localhost"]
+    assert loaded["web_threads"] == 16
+    assert loaded["conn_max_age"] == 0
 
 
 @pytest.mark.parametrize(
@@ -115,6 +122,8 @@ def test_good_values_are_parsed(boot):
         ("THROTTLE_AGENT_WRITES", "10/fortnight"),
         ("DATABASE_URL", "sqlite://"),
         ("CACHE_URL", "bogus://cache"),
+        ("WEB_THREADS", "0"),
+        ("WEB_THREADS", "many"),
     ],
 )
 def test_a_bad_value_fails_at_startup_naming_the_variable(boot, variable, value):

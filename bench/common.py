@@ -1,0 +1,55 @@
+"""What the load generators share: argument bodies, a minimal keep-alive HTTP/1.1 client, percentiles.
+
+The benchmarks' environment, databases and processes come from ``devtools``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+WORDS = ["argument", "evidence", "reason", "claim", "rebuttal", "premise"]
+WORDS += ["λόγος", "доказательство", "論拠", "दलील", "🙂", "therefore"]
+
+
+def argument_body(rng: random.Random) -> bytes:
+    """An argument's JSON body: 200 to 2,000 bytes of mixed-script text."""
+    words: list[str] = []
+    while sum(len(w.encode()) + 1 for w in words) < rng.randint(200, 2000):
+        words.append(rng.choice(WORDS))
+    return json.dumps({"content": " ".join(words)}).encode()
+
+
+async def read_response(reader: asyncio.StreamReader, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One HTTP/1.1 response from a keep-alive connection: (status, body); its headers into ``headers`` if given.
+
+    A minimal client, so the load generator's CPU goes to I/O on a 2-core machine shared with the server.
+    """
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionError("connection closed")
+    status = int(status_line.split()[1])
+    length, chunked = 0, False
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        name = name.strip().lower()
+        if headers is not None:
+            headers[name] = value.strip()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, await reader.readexactly(length)
+    body = b""
+    while size := int((await reader.readline()).split(b";")[0], 16):
+        body += await reader.readexactly(size)
+        await reader.readline()
+    await reader.readline()
+    return status, body
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
