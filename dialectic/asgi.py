@@ -15,6 +15,11 @@ if settings.DEBUG:
 
     application = ASGIStaticFilesHandler(application)
 
+# Outermost: bodies refused from their headers before any of the application reads them (docs/security.md).
+from dialectic.edge import BodyGuard  # noqa: E402
+
+application = BodyGuard(application)
+
 # After setup: one line per server process saying whether Fabric announcements are on, or what is missing.
 from fabric_bridge.config import log_status  # noqa: E402
 

@@ -186,6 +186,12 @@ class PayloadTooLarge(DialecticError):
     default_detail = "The request body is too large."
 
 
+class UnsupportedMediaType(DialecticError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_detail = "Send the body as application/json (UTF-8)."
+
+
 class VerdictNotFound(NotFound):
     default_detail = "This topic has no verdict yet."
 
