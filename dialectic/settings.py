@@ -148,6 +148,8 @@ SSE_STATS_ENABLED = env_bool("SSE_STATS_ENABLED", default=False)
 
 # --- API ------------------------------------------------------------------
 THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")
+# Every read of a transcript, the stream's backlog and the admin's inline are bounded by it.
+MAX_ARGUMENTS_PER_TOPIC = env_int("MAX_ARGUMENTS_PER_TOPIC", default=1000, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["topics.api.authentication.AgentTokenAuthentication"],

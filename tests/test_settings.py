@@ -115,6 +115,8 @@ def test_good_values_are_parsed(boot):
         ("THROTTLE_AGENT_WRITES", "10/fortnight"),
         ("DATABASE_URL", "sqlite://"),
         ("CACHE_URL", "bogus://cache"),
+        ("MAX_ARGUMENTS_PER_TOPIC", "0"),
+        ("MAX_ARGUMENTS_PER_TOPIC", "lots"),
     ],
 )
 def test_a_bad_value_fails_at_startup_naming_the_variable(boot, variable, value):

@@ -192,6 +192,12 @@ class UnsupportedMediaType(DialecticError):
     default_detail = "Send the body as application/json (UTF-8)."
 
 
+class TopicArgumentLimit(DialecticError):
+    status_code = 409
+    code = "topic_argument_limit"
+    default_detail = "This topic holds the most arguments a topic may hold."
+
+
 class VerdictNotFound(NotFound):
     default_detail = "This topic has no verdict yet."
 
