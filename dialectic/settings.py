@@ -145,6 +145,8 @@ SSE_HEARTBEAT_INTERVAL = env_duration("SSE_HEARTBEAT_INTERVAL", default="15s", p
 SSE_POLL_INTERVAL = env_duration("SSE_POLL_INTERVAL", default="500ms", positive=True)
 SSE_BATCH_SIZE = env_int("SSE_BATCH_SIZE", default=500, minimum=1)
 SSE_STATS_ENABLED = env_bool("SSE_STATS_ENABLED", default=False)
+SSE_MAX_LIFETIME = env_duration("SSE_MAX_LIFETIME", default="1h", positive=True)
+SSE_MAX_STREAMS = env_int("SSE_MAX_STREAMS", default=5000, minimum=1)
 
 # --- API ------------------------------------------------------------------
 THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")

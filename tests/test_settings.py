@@ -116,6 +116,9 @@ def test_good_values_are_parsed(boot):
         ("DATABASE_URL", "sqlite://"),
         ("CACHE_URL", "bogus://cache"),
         ("MAX_ARGUMENTS_PER_TOPIC", "0"),
+        ("SSE_MAX_LIFETIME", "0"),
+        ("SSE_MAX_LIFETIME", "forever"),
+        ("SSE_MAX_STREAMS", "0"),
         ("MAX_ARGUMENTS_PER_TOPIC", "lots"),
     ],
 )
