@@ -119,6 +119,8 @@ def test_good_values_are_parsed(boot):
         ("SSE_MAX_LIFETIME", "0"),
         ("SSE_MAX_LIFETIME", "forever"),
         ("SSE_MAX_STREAMS", "0"),
+        ("DJANGO_HSTS_SECONDS", "-1"),
+        ("DJANGO_HSTS_SECONDS", "a year"),
         ("MAX_ARGUMENTS_PER_TOPIC", "lots"),
     ],
 )
