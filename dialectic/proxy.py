@@ -1,9 +1,9 @@
 """The client's address behind the TLS proxy (``DJANGO_BEHIND_TLS_PROXY``), for the admin login's rate limit.
 
-The proxy (docs/security.md's nginx configuration) appends the address that
-connected to it to ``X-Forwarded-For`` (``proxy_add_x_forwarded_for``), so
-the last entry is the one value a client cannot choose; anything before it
-is whatever the client sent. One proxy hop is assumed: behind a second one
+The proxy sets ``X-Forwarded-For`` to the address that connected to it
+(docs/nginx.conf replaces the header) or appends that address to it
+(``proxy_add_x_forwarded_for``): either way the last entry is the one value
+a client cannot choose; anything before it is whatever the client sent. One proxy hop is assumed: behind a second one
 (a CDN in front of nginx) the last entry would be that proxy's address.
 """
 
