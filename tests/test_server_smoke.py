@@ -63,7 +63,8 @@ def web_server(transactional_db) -> Iterator[str]:
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read().decode(errors='replace')}")
         try:
             return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # gunicorn accepts before its worker has booted; on a loaded machine that takes seconds.
             return False
 
     try:
