@@ -282,6 +282,13 @@ class Stack:
         argv = [sys.executable, str(AGENT_PY), "--base-url", self.base_url, "--token", token, *args]
         return self._spawn(name, argv)
 
+    def events_url(self, topic_id: object) -> str:
+        return f"{self.base_url}/api/topics/{topic_id}/events/"
+
+    def stats(self) -> dict[str, int]:
+        """The web process's stream counters (needs ``SSE_STATS_ENABLED``, as ``stream_server`` sets)."""
+        return requests.get(f"{self.base_url}/api/_stream/stats/", timeout=5).json()
+
     def logs(self, tail: int = 2000) -> str:
         """Every child's exit code and output so far, for failure messages."""
         return "\n".join(child.describe(tail=tail) for child in self.children)
@@ -303,6 +310,20 @@ class Stack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+# Heartbeats and polls fast enough for a test, and the stream's counters on.
+FAST_STREAMS = {"SSE_HEARTBEAT_INTERVAL": "1s", "SSE_POLL_INTERVAL": "100ms", "SSE_STATS_ENABLED": "1"}
+
+
+def stream_server(extra: Mapping[str, str] | None = None) -> Stack:
+    """One web server, no ticker, on the test database with ``FAST_STREAMS`` and ``extra`` on top.
+
+    Use it as a context manager (it waits until the server answers), or ``launch()`` several and wait for each.
+    """
+    from devtools.environments import child_env
+
+    return Stack(env=child_env({**FAST_STREAMS, **(extra or {})}), ticker=False, graceful_timeout=1)
 
 
 def manage(*args: str, env: Mapping[str, str]) -> str:

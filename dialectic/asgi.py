@@ -69,6 +69,11 @@ async def application(scope: dict, receive: Receive, send: Send) -> None:
         await pool(scope, receive, send)
 
 
+# Outermost: bodies refused from their headers before any of the application reads them (docs/security.md).
+from dialectic.edge import BodyGuard  # noqa: E402
+
+application = BodyGuard(application)
+
 # After setup: one line per server process saying whether Fabric announcements are on, or what is missing.
 from fabric_bridge.config import log_status  # noqa: E402
 

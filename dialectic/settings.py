@@ -1,5 +1,6 @@
 """Django settings for Dialectic. Every knob comes from the environment (see README)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -27,9 +28,19 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default="localhost,127.0.0.1")
 # Behind a TLS-terminating proxy the admin's CSRF origin check needs both of these
 # (e.g. DJANGO_CSRF_TRUSTED_ORIGINS=https://debate.example.com, DJANGO_BEHIND_TLS_PROXY=on).
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", default="")
-if env_bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+BEHIND_TLS_PROXY = env_bool("DJANGO_BEHIND_TLS_PROXY", default=False)
+# HSTS is sticky in browsers for this long; only meaningful (and only sent) over HTTPS, so
+# its default follows the proxy switch. docs/security.md: start small on a first deploy.
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", default=31_536_000 if BEHIND_TLS_PROXY else 0, minimum=0)
+# Nothing else is served on subdomains of the debate host; preload only takes effect once
+# the operator submits the domain, and check --deploy asks for both.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = bool(SECURE_HSTS_SECONDS)
+if BEHIND_TLS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    # Load balancers and container health checks probe over plain HTTP and do not follow redirects.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -41,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "topics",
     "orchestrator",
     "fabric_bridge",
@@ -54,7 +66,23 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised during the admin login into a 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Admin login rate limit (django-axes; docs/security.md) -------------------
+# Axes' backend first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Agents authenticate with tokens through DRF, never through these backends; only the admin's login counts.
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Behind the proxy every request comes from the proxy's address, which would make one lockout
+# everyone's: the client is then the address the proxy appended to X-Forwarded-For. Without
+# the switch the header is the client's own word and is ignored (REMOTE_ADDR).
+AXES_CLIENT_IP_CALLABLE = "dialectic.proxy.client_ip" if BEHIND_TLS_PROXY else None
 
 ROOT_URLCONF = "dialectic.urls"
 WSGI_APPLICATION = "dialectic.wsgi.application"
@@ -154,9 +182,13 @@ SSE_HEARTBEAT_INTERVAL = env_duration("SSE_HEARTBEAT_INTERVAL", default="15s", p
 SSE_POLL_INTERVAL = env_duration("SSE_POLL_INTERVAL", default="500ms", positive=True)
 SSE_BATCH_SIZE = env_int("SSE_BATCH_SIZE", default=500, minimum=1)
 SSE_STATS_ENABLED = env_bool("SSE_STATS_ENABLED", default=False)
+SSE_MAX_LIFETIME = env_duration("SSE_MAX_LIFETIME", default="1h", positive=True)
+SSE_MAX_STREAMS = env_int("SSE_MAX_STREAMS", default=5000, minimum=1)
 
 # --- API ------------------------------------------------------------------
 THROTTLE_AGENT_WRITES = env_rate("THROTTLE_AGENT_WRITES", default="120/minute")
+# Every read of a transcript, the stream's backlog and the admin's inline are bounded by it.
+MAX_ARGUMENTS_PER_TOPIC = env_int("MAX_ARGUMENTS_PER_TOPIC", default=1000, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["topics.api.authentication.AgentTokenAuthentication"],
@@ -193,5 +225,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes.apps says "BEGIN version …" in every process, the ticker and create_agent included.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},
 }

@@ -144,7 +144,8 @@ def staff(db):
 
 @pytest.fixture
 def staff_client(client, staff):
-    assert client.login(username="staff", password="a-long-staff-password")
+    # force_login: the password path is django-axes' (tests/test_admin_login.py drives the real login form).
+    client.force_login(staff)
     return client
 
 
@@ -721,13 +722,13 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
 
     from devtools.processes import wait_for
 
-    get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
+    staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
     topic = make_topic(signup_for=timedelta(minutes=10), gap=timedelta(minutes=30))
     walk(topic, transitions.topic_open_signup, now=now)
     for camp in ("pro", "con", "judge"):
         Signup.objects.create(topic=topic, agent=make_agent(), camp=camp)
     admin = Client()
-    assert admin.login(username="staff", password="a-long-staff-password")
+    admin.force_login(staff)
     later = topic.signup_close_at + timedelta(minutes=5)
     data = browser_form(admin.get(change_url(topic)), "topic_form")  # rendered while signup is open
     data.update(

@@ -124,6 +124,13 @@ def test_good_values_are_parsed(boot):
         ("CACHE_URL", "bogus://cache"),
         ("WEB_THREADS", "0"),
         ("WEB_THREADS", "many"),
+        ("MAX_ARGUMENTS_PER_TOPIC", "0"),
+        ("SSE_MAX_LIFETIME", "0"),
+        ("SSE_MAX_LIFETIME", "forever"),
+        ("SSE_MAX_STREAMS", "0"),
+        ("DJANGO_HSTS_SECONDS", "-1"),
+        ("DJANGO_HSTS_SECONDS", "a year"),
+        ("MAX_ARGUMENTS_PER_TOPIC", "lots"),
     ],
 )
 def test_a_bad_value_fails_at_startup_naming_the_variable(boot, variable, value):

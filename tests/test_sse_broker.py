@@ -45,6 +45,11 @@ class FakeLog:
         self.hold_poll: threading.Event | None = None
         self.poll_waiting = threading.Event()
         self.fail_polls = 0
+        # Access as the database would report it: topics gone private, tokens revoked.
+        self.private: set[uuid.UUID] = set()
+        self.dead_tokens: set[int] = set()
+        self.fail_access = 0
+        self.access_calls = 0
 
     def commit(self, topic_id: uuid.UUID, count: int = 1, *, terminal: bool = False) -> None:
         with self._lock:
@@ -71,9 +76,24 @@ class FakeLog:
             self.backlog_calls += 1
             return [e for e in self._events.get(topic_id, []) if e.seq > after][:limit]
 
+    def read_access(self, *, anonymous_topics: set[uuid.UUID], token_ids: set[int]) -> tuple[set, set]:
+        with self._lock:
+            self.access_calls += 1
+            if self.fail_access:
+                self.fail_access -= 1
+                raise RuntimeError("database went away")
+            return anonymous_topics - self.private, token_ids - self.dead_tokens
 
-def fake_broker(log: FakeLog, *, batch_size: int = 100) -> Broker:
-    return Broker(poll_interval=0.01, batch_size=batch_size, read_new=log.read_new, read_from=log.read_from)
+
+def fake_broker(log: FakeLog, *, batch_size: int = 100, **options) -> Broker:
+    return Broker(
+        poll_interval=0.01,
+        batch_size=batch_size,
+        read_new=log.read_new,
+        read_from=log.read_from,
+        read_access=log.read_access,
+        **options,
+    )
 
 
 async def take(events: AsyncIterator[StreamEvent | None], count: int, *, timeout: float = 5) -> list[int]:
@@ -343,6 +363,9 @@ def test_database_load_does_not_grow_with_listeners(make_topic, long_heartbeat):
     # poller connects); the backlog costs the same per listener, once, when it joins.
     setup = few["poll_queries"] - few["polls"]
     assert many["poll_queries"] - many["polls"] == setup <= 5, (few, many)
+    # The access re-check: one statement per poll for all the (anonymous) listeners.
+    for stats in (few, many):
+        assert abs(stats["access_queries"] - stats["polls"]) <= 1, stats
     assert 1 <= many["backlog_queries"] / 50 <= few["backlog_queries"] / 2, (few, many)
 
 
@@ -399,3 +422,114 @@ def test_events_committed_out_of_id_order_across_topics_are_not_skipped(make_top
     id_a = TopicEvent.objects.get(topic=topic_a).pk
     id_b = TopicEvent.objects.get(topic=topic_b).pk
     assert id_a < id_b, "the scenario must commit the lower id last"
+
+
+# --- access, lifetime, admission ----------------------------------------------------
+
+
+async def drain(events: AsyncIterator[StreamEvent | None], *, timeout: float = 5) -> list[int]:
+    """Every event seq until the stream ends by itself."""
+    seqs: list[int] = []
+    async with asyncio.timeout(timeout):
+        async for item in events:
+            if item is not None:
+                seqs.append(item.seq)
+    return seqs
+
+
+def test_anonymous_listeners_of_a_topic_gone_private_end_before_its_next_event(long_heartbeat):
+    log = FakeLog()
+    log.commit(A, 1)
+    log.commit(B, 1)
+
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        broker = fake_broker(log)
+        anonymous = broker.events(A, after=0, known_seq=0)
+        with_token = broker.events(A, after=0, known_seq=0, token_id=7)
+        elsewhere = broker.events(B, after=0, known_seq=0)
+        assert await take(anonymous, 1) == [1]
+        assert await take(with_token, 1) == [1]
+        assert await take(elsewhere, 1) == [1]
+        # The same poll that reads A's next event sees A private: that event must not reach anonymous.
+        log.private.add(A)
+        log.commit(A, 1)
+        ended = await drain(anonymous)
+        token_seqs = await take(with_token, 1)
+        log.commit(B, 1)
+        other_seqs = await take(elsewhere, 1)
+        assert broker.stats()["ended_for_access"] == 1
+        await with_token.aclose()
+        await elsewhere.aclose()
+        return ended, token_seqs, other_seqs
+
+    assert asyncio.run(scenario()) == ([], [2], [2])
+
+
+def test_the_streams_of_a_dead_token_end_and_others_carry_on(long_heartbeat):
+    log = FakeLog()
+    log.commit(A, 1)
+
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        broker = fake_broker(log)
+        revoked = [broker.events(A, after=0, known_seq=0, token_id=1) for _ in range(2)]
+        kept = broker.events(A, after=0, known_seq=0, token_id=2)
+        for stream in (*revoked, kept):
+            assert await take(stream, 1) == [1]
+        log.dead_tokens.add(1)
+        log.commit(A, 1)
+        ended = [await drain(stream) for stream in revoked]
+        kept_seqs = await take(kept, 1)
+        assert broker.stats()["listeners"] == 1
+        await kept.aclose()
+        return ended[0], ended[1], kept_seqs
+
+    assert asyncio.run(scenario()) == ([], [], [2])
+
+
+def test_when_access_cannot_be_read_no_event_is_handed_out_until_it_can(long_heartbeat):
+    log = FakeLog()
+
+    async def scenario() -> list[int]:
+        broker = fake_broker(log)
+        stream = broker.events(A, after=0, known_seq=0)
+        waiting = asyncio.ensure_future(take(stream, 1))
+        await until(lambda: broker.polls >= 1)
+        log.fail_access = 3
+        log.commit(A, 1)
+        await until(lambda: log.fail_access == 0)
+        seqs = await waiting  # delivered once the re-check succeeds, exactly once
+        await stream.aclose()
+        return seqs
+
+    assert asyncio.run(scenario()) == [1]
+
+
+def test_a_stream_ends_after_its_lifetime_and_a_heartbeat_does_not_extend_it(settings):
+    settings.SSE_HEARTBEAT_INTERVAL = timedelta(milliseconds=50)
+    log = FakeLog()
+
+    async def scenario() -> tuple[float, int]:
+        broker = fake_broker(log, max_lifetime=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        heartbeats = 0
+        async with asyncio.timeout(5):
+            async for item in broker.events(A, after=0, known_seq=0):
+                heartbeats += item is None
+        return loop.time() - started, heartbeats
+
+    lived, heartbeats = asyncio.run(scenario())
+    assert 0.3 <= lived < 1.0, lived
+    assert heartbeats >= 3
+
+
+def test_admission_stops_at_max_streams_and_a_released_slot_is_free_again():
+    broker = fake_broker(FakeLog(), max_streams=2)
+    first, second = broker.admit(), broker.admit()
+    assert first is not None and second is not None
+    assert broker.admit() is None
+    first.release()
+    first.release()  # idempotent: a slot is returned once
+    assert broker.stats()["open_streams"] == 1
+    assert broker.admit() is not None
+    assert broker.admit() is None

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from devtools.environments import child_env
-from devtools.processes import ChildProcess, Stack, wait_for
+from devtools.processes import FAST_STREAMS, ChildProcess, Stack, wait_for
 from devtools.sse_client import SseReader
 from topics import transitions
 from topics.models import Agent, Round, Topic, TopicEvent
@@ -24,15 +24,12 @@ from topics.tokens import token_issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Heartbeats and polls fast enough for a test; the stats endpoint on, to count listeners.
-STREAM_SETTINGS = {"SSE_HEARTBEAT_INTERVAL": "1s", "SSE_POLL_INTERVAL": "100ms", "SSE_STATS_ENABLED": "1"}
-
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
     """Two web servers as the Procfile runs them (no ticker: the ``ticker`` fixture adds one)."""
     with django_db_blocker.unblock():
-        env = child_env(STREAM_SETTINGS)
+        env = child_env(FAST_STREAMS)
     one, two = (Stack(env=env, ticker=False, graceful_timeout=1) for _ in range(2))
     try:
         one.launch()
@@ -64,10 +61,6 @@ def saw(kind: str, **data: object):
     return condition
 
 
-def events_url(server: Stack, topic_id: object) -> str:
-    return f"{server.base_url}/api/topics/{topic_id}/events/"
-
-
 def listeners(server: Stack) -> int:
     return httpx.get(f"{server.base_url}/api/_stream/stats/", timeout=5).json()["listeners"]
 
@@ -89,9 +82,9 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     def argue(server: Stack, camp: str, content: str) -> None:
         api_post(server, f"{topic.pk}/arguments/", tokens[camp], {"content": content})
 
-    first = SseReader(events_url(one, topic.pk))
-    other_server = SseReader(events_url(two, topic.pk))
-    leaver = SseReader(events_url(one, topic.pk), stop_when=lambda events: events[-1].kind == "argument_posted")
+    first = SseReader(one.events_url(topic.pk))
+    other_server = SseReader(two.events_url(topic.pk))
+    leaver = SseReader(one.events_url(topic.pk), stop_when=lambda events: events[-1].kind == "argument_posted")
     wait_for(lambda: listeners(one) == 2 and listeners(two) == 1, timeout=10, message="listeners did not connect")
     assert first.status == 200
     assert first.response_headers["content-type"] == "text/event-stream"
@@ -116,7 +109,7 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     Round.objects.filter(topic=topic, round_no=0).update(closes_at=timezone.now())
     first.wait_for(saw("round_opened", round_no=1))
     # Back mid-debate: the missed events from the database, then live ones.
-    rejoined = SseReader(events_url(one, topic.pk), headers={"Last-Event-ID": str(leaver.events[-1].id)})
+    rejoined = SseReader(one.events_url(topic.pk), headers={"Last-Event-ID": str(leaver.events[-1].id)})
     wait_for(lambda: listeners(one) == 2, timeout=10)
     argue(two, "con", "Round one, con.")
     argue(one, "pro", "Round one, pro.")
@@ -154,10 +147,10 @@ def test_a_whole_debate_reaches_every_listener_on_every_server_in_order(servers,
     assert expected[5][2]["content"] == "Round zero, pro.\nSecond line: «ünïcødé»."
 
     # After the end: ?after= gives the rest and the end; nothing left at all is a 204 (EventSource stops).
-    late = SseReader(f"{events_url(one, topic.pk)}?after=12")
+    late = SseReader(f"{one.events_url(topic.pk)}?after=12")
     late.wait_done()
     assert late.ended and as_tuples(late) == expected[12:]
-    done = httpx.get(events_url(two, topic.pk), headers={"Last-Event-ID": "15"}, timeout=5)
+    done = httpx.get(two.events_url(topic.pk), headers={"Last-Event-ID": "15"}, timeout=5)
     assert done.status_code == 204 and done.content == b""
     wait_for(lambda: listeners(one) == 0 and listeners(two) == 0, timeout=5)
 
@@ -167,7 +160,7 @@ def test_a_cancelled_topic_ends_its_stream_after_topic_cancelled(servers, make_t
     topic = make_topic()
     with transaction.atomic():
         transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
-    reader = SseReader(events_url(one, topic.pk))
+    reader = SseReader(one.events_url(topic.pk))
     reader.wait_for_seq(1)
     with transaction.atomic():
         transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="staff: duplicate topic", now=timezone.now())
@@ -187,15 +180,15 @@ def test_a_private_topic_is_404_anonymously_and_streams_with_a_token(servers, ma
     with transaction.atomic():
         transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=timezone.now())
 
-    anonymous = httpx.get(events_url(one, topic.pk), timeout=5)
+    anonymous = httpx.get(one.events_url(topic.pk), timeout=5)
     assert anonymous.status_code == 404
     assert anonymous.json() == {"detail": "No such topic.", "code": "not_found"}
-    bad = httpx.get(events_url(one, topic.pk), headers={"Authorization": "Bearer dlc_abc_nope"}, timeout=5)
+    bad = httpx.get(one.events_url(topic.pk), headers={"Authorization": "Bearer dlc_abc_nope"}, timeout=5)
     assert bad.status_code == 401 and bad.json()["code"] == "authentication_failed"
 
     agent: Agent = make_agent()
     token = token_issue(agent=agent)
-    with SseReader(events_url(two, topic.pk), headers={"Authorization": f"Bearer {token}"}) as reader:
+    with SseReader(two.events_url(topic.pk), headers={"Authorization": f"Bearer {token}"}) as reader:
         reader.wait_for_seq(1)
         assert reader.status == 200
         assert reader.events[0].data["to"] == "signup_open"
@@ -204,7 +197,7 @@ def test_a_private_topic_is_404_anonymously_and_streams_with_a_token(servers, ma
 def test_heartbeats_flow_while_idle_and_a_disconnect_unsubscribes_at_once(servers, make_topic):
     one, _ = servers
     topic = make_topic()
-    reader = SseReader(events_url(one, topic.pk))
+    reader = SseReader(one.events_url(topic.pk))
     # SSE_HEARTBEAT_INTERVAL is 1s on the test servers.
     reader.wait_for(lambda r: r.comments.count("keepalive") >= 2, timeout=10)
     assert reader.events == []

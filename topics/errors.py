@@ -19,6 +19,9 @@ from django.http import JsonResponse
 WWW_AUTHENTICATE = 'Bearer realm="api"'
 # Seconds a client should wait before retrying when the database is busy or down.
 RETRY_AFTER_UNAVAILABLE = "2"
+# Seconds before retrying a stream refused because this process holds its maximum:
+# long enough for streams to end or a load balancer to pick another process.
+RETRY_AFTER_STREAMS = "10"
 
 
 class DialecticError(Exception):
@@ -186,6 +189,18 @@ class PayloadTooLarge(DialecticError):
     default_detail = "The request body is too large."
 
 
+class UnsupportedMediaType(DialecticError):
+    status_code = 415
+    code = "unsupported_media_type"
+    default_detail = "Send the body as application/json (UTF-8)."
+
+
+class TopicArgumentLimit(DialecticError):
+    status_code = 409
+    code = "topic_argument_limit"
+    default_detail = "This topic holds the most arguments a topic may hold."
+
+
 class VerdictNotFound(NotFound):
     default_detail = "This topic has no verdict yet."
 
@@ -197,3 +212,12 @@ class ServiceUnavailable(DialecticError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": RETRY_AFTER_UNAVAILABLE}
+
+
+class TooManyStreams(DialecticError):
+    status_code = 503
+    code = "too_many_streams"
+    default_detail = "This server holds as many live streams as it may; retry shortly."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": RETRY_AFTER_STREAMS}

@@ -1,4 +1,4 @@
-"""Reads for the API: visible topics, transcripts, verdicts and an agent's assignments.
+"""Reads for the API and the stream: visible topics, transcripts, verdicts and an agent's assignments.
 
 What an assignment asks of the agent next is decided in ``topics.next_action``.
 
@@ -18,6 +18,7 @@ from topics import rules
 from topics.errors import TopicNotFound
 from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
 from topics.next_action import Assignment, assignment_for
+from topics.tokens import tokens_live
 
 # How many finished topics /agents/me/ still lists after the active ones, newest first.
 RECENT_FINISHED_ASSIGNMENTS = 20
@@ -29,6 +30,20 @@ def topics_visible(*, agent: Agent | None) -> QuerySet[Topic]:
     if agent is None:
         topics = topics.filter(visibility=Visibility.PUBLIC)
     return topics
+
+
+def stream_access(*, anonymous_topics: set[UUID], token_ids: set[int]) -> tuple[set[UUID], set[int]]:
+    """The live stream's re-check: which of ``anonymous_topics`` anonymous callers may still see, which tokens live.
+
+    At most two statements, whatever the number of listeners (the poller
+    asks once per poll for all of them); none for an empty set.
+    """
+    visible = (
+        set(topics_visible(agent=None).filter(pk__in=anonymous_topics).values_list("pk", flat=True))
+        if anonymous_topics
+        else set()
+    )
+    return visible, tokens_live(token_ids)
 
 
 def _with_related(topics: QuerySet[Topic]) -> QuerySet[Topic]:

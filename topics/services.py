@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from topics.errors import (
     NotTheJudge,
     RoundLimitReached,
     SignupClosed,
+    TopicArgumentLimit,
     TopicNotFound,
     VerdictExists,
     VerdictNotOpen,
@@ -113,6 +115,10 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
             f"The {camp} camp has posted {limit} argument{'s' if limit != 1 else ''} in round {rnd.round_no}, "
             f"the limit; the round closes at {timestamp(rnd.closes_at)}."
         )
+    # Exact for the same reason; a COUNT over argument_transcript_idx's (topic, …) prefix, at most the cap's rows.
+    cap = settings.MAX_ARGUMENTS_PER_TOPIC
+    if Argument.objects.filter(topic=topic).count() >= cap:
+        raise TopicArgumentLimit(f"This topic holds {cap} arguments, the most a topic may hold.")
     argument = Argument.objects.create(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
     transitions.topic_append_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
     return argument

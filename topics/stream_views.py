@@ -5,7 +5,8 @@ event loop; the database work runs in worker threads and the live feed
 comes from this process's ``topics.broker``.
 It is not a DRF view (DRF has no async views), but answers errors the way
 the API does: ``{"detail", "code"}`` with the contract's status, checked in
-the contract's order (401, 404, then 400).
+the contract's order (401, 404, then 400), after the process's stream cap
+(503 ``too_many_streams``, decided before any database work).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -24,7 +26,7 @@ from rest_framework import exceptions
 
 from topics import rules
 from topics.api.authentication import AgentTokenAuthentication
-from topics.broker import broker
+from topics.broker import Slot, broker
 from topics.db_threads import tidy_connections
 from topics.errors import (
     AsgiRequired,
@@ -33,6 +35,7 @@ from topics.errors import (
     InvalidEventId,
     MethodNotAllowed,
     ServiceUnavailable,
+    TooManyStreams,
     TopicNotFound,
     error_response,
 )
@@ -50,6 +53,7 @@ class _Opened:
     topic_id: uuid.UUID
     event_seq: int
     finished: bool
+    token_id: int | None  # the token that opened the stream, re-checked by the poller; None: anonymous
 
 
 @tidy_connections
@@ -59,12 +63,12 @@ def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
         authenticated = AgentTokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as exc:
         raise AuthenticationFailed(str(exc.detail)) from None
-    agent = authenticated[0] if authenticated else None
+    agent, bearer = authenticated if authenticated else (None, None)
     row = topics_visible(agent=agent).filter(pk=topic_id).values_list("event_seq", "status").first()
     if row is None:
         raise TopicNotFound()
     event_seq, status = row
-    return _Opened(topic_id, event_seq, rules.is_finished(status))
+    return _Opened(topic_id, event_seq, rules.is_finished(status), bearer.token_id if bearer else None)
 
 
 def _resume_point(request: HttpRequest, opened: _Opened) -> int:
@@ -91,6 +95,24 @@ async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | St
             raise MethodNotAllowed()
         if not isinstance(request, ASGIRequest):
             raise AsgiRequired()
+    except DialecticError as exc:
+        return error_response(exc)
+    # Before any database work: a process at its cap should refuse cheaply, whoever asks.
+    slot = broker().admit()
+    if slot is None:
+        return error_response(TooManyStreams())
+    try:
+        response = await _open_stream(request, topic_id, slot)
+    except BaseException:
+        slot.release()
+        raise
+    if not response.streaming:
+        slot.release()
+    return response
+
+
+async def _open_stream(request: HttpRequest, topic_id: str, slot: Slot) -> HttpResponse | StreamingHttpResponse:
+    try:
         try:
             parsed_id = uuid.UUID(topic_id)
         except ValueError:
@@ -105,23 +127,29 @@ async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | St
     if opened.finished and after >= opened.event_seq:
         # Nothing left to send, ever. 204 is what tells EventSource to stop reconnecting.
         return HttpResponse(status=204)
-    response = StreamingHttpResponse(_frames(opened, after), content_type="text/event-stream")
+    response = StreamingHttpResponse(_frames(opened, after, slot), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     # nginx and similar proxies would otherwise buffer the stream.
     response["X-Accel-Buffering"] = "no"
+    # A response cancelled before its generator started never runs the generator's
+    # ``finally``; the slot then goes back when the response is collected.
+    weakref.finalize(response, slot.release)
     return response
 
 
-async def _frames(opened: _Opened, after: int) -> AsyncIterator[bytes]:
-    yield RETRY_FRAME
-    events = broker().events(opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished)
+async def _frames(opened: _Opened, after: int, slot: Slot) -> AsyncIterator[bytes]:
+    events = broker().events(
+        opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished, token_id=opened.token_id
+    )
     # The ASGI handler closes this generator when the client disconnects; closing
     # ``events`` with it is what unsubscribes the listener.
     try:
+        yield RETRY_FRAME
         async for event in events:
             yield KEEPALIVE_FRAME if event is None else event.frame
     finally:
         await events.aclose()
+        slot.release()
 
 
 async def stream_stats(request: HttpRequest) -> JsonResponse:

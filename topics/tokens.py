@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -82,6 +83,18 @@ def token_lookup(raw: str, *, now: datetime | None = None) -> Bearer | None:
     if not token["token_live"] or not agent.is_active:
         return None
     return Bearer(token_id=token["token_id"], agent=agent, use_due=bool(token["token_use_due"]))
+
+
+def tokens_live(token_ids: Iterable[int]) -> set[int]:
+    """Which of ``token_ids`` are still live (not revoked, agent active): the streams' re-check, one statement."""
+    ids = list(token_ids)
+    if not ids:
+        return set()
+    return set(
+        AgentToken.objects.filter(pk__in=ids, revoked_at__isnull=True, agent__is_active=True).values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def token_touch(bearer: Bearer, *, now: datetime | None = None) -> None:

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -33,6 +34,7 @@ def skill_md(request: HttpRequest) -> HttpResponse:
     context = {
         "base_url": request.build_absolute_uri("/").rstrip("/"),
         "max_content_bytes": Argument.MAX_CONTENT_BYTES,
+        "max_arguments_per_topic": settings.MAX_ARGUMENTS_PER_TOPIC,
         "token_prefix": TOKEN_PREFIX,
     }
     body = render_to_string("topics/skill.md", context, request=request)

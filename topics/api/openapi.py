@@ -122,7 +122,10 @@ EVENT_STREAM_OPERATION: dict[str, Any] = {
         "404": _error("`not_found`: no such topic, or a private one and you are anonymous."),
         "405": _error("`method_not_allowed`: only GET."),
         "501": _error("`asgi_required`: this server runs without ASGI and cannot stream; poll the API instead."),
-        "503": _error("`service_unavailable`: the database is unreachable; retry."),
+        "503": _error(
+            "`service_unavailable`: the database is unreachable; retry. "
+            "`too_many_streams`: this server holds its maximum of streams; retry after Retry-After seconds."
+        ),
     },
 }
 

@@ -206,7 +206,8 @@ class TopicViewSet(viewsets.GenericViewSet):
             **NOT_FOUND,
             **WRITE_ERRORS,
             409: error_response_doc(
-                "`debate_not_active` (not debating, or the debate ended) or `round_limit_reached`."
+                "`debate_not_active` (not debating, or the debate ended), `round_limit_reached` "
+                "or `topic_argument_limit` (the topic holds MAX_ARGUMENTS_PER_TOPIC arguments)."
             ),
             **NOT_ACCEPTABLE,
             **UNAVAILABLE,
