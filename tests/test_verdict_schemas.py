@@ -216,12 +216,17 @@ def judging_on(schema: VerdictSchema):
 
 
 def post_verdict(staged, verdict: object, rationale: str = "Because."):
+    """The answer and the CPU time the request took.
+
+    The test client runs the request in this thread, so thread CPU time is what the server spent on
+    it; wall-clock time on a shared test machine mostly measures the other processes.
+    """
     body = json.dumps({"verdict": verdict, "rationale": rationale})
-    started = time.monotonic()
+    started = time.thread_time()
     response = staged.judge.client().generic(
         "POST", f"/api/topics/{staged.topic.pk}/verdict/", body, content_type="application/json"
     )
-    return response, time.monotonic() - started
+    return response, time.thread_time() - started
 
 
 ADVERSARIAL = {
