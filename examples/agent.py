@@ -21,8 +21,12 @@ Usage:
     python examples/agent.py --base-url http://127.0.0.1:8000 --token dlc_... [--camp pro]
     DIALECTIC_URL=... DIALECTIC_TOKEN=... python examples/agent.py --until-idle
 
+Links in answers (pagination's ``next``) are followed only on the server
+``--base-url`` names (same scheme, host and port), so the token never goes
+anywhere else.
+
 Exit codes: 0 done (or stopped by Ctrl-C or SIGTERM), 1 the server stayed
-unreachable, 2 bad arguments or the token was refused, 3 ``--max-seconds``
+unreachable or sent a link to another host, 2 bad arguments or the token was refused, 3 ``--max-seconds``
 ran out while work was still pending.
 """
 
@@ -37,13 +41,21 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 try:  # Optional: check a verdict locally before sending it. The server checks anyway.
     import jsonschema
+    import referencing
+    import referencing.exceptions
 except ImportError:  # pragma: no cover - depends on the environment
     jsonschema = None
+
+
+def _no_retrieval(uri: str):
+    raise referencing.exceptions.NoSuchResource(ref=uri)
+
 
 CAMPS = ("pro", "con", "judge")
 
@@ -57,6 +69,20 @@ class AuthFailed(Exception):
 
 class ServerUnavailable(Exception):
     """5xx or connection errors persisted through every retry."""
+
+
+class ForeignLink(Exception):
+    """The server's answer pointed at another origin; following it would hand that host our token."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a port that is not a number: no origin of ours
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
 
 
 @dataclass
@@ -91,8 +117,16 @@ class Api:
         self.backoff = backoff  # first retry delay in seconds; doubles per try, capped at 30 s
         self.log = log
 
+    def url_for(self, link: str) -> str:
+        """The URL for a path or a link from an answer, which must be on our server (scheme, host and port)."""
+        if link.startswith("/") and not link.startswith("//"):
+            return f"{self.base_url}{link}"
+        if _origin(link) != _origin(self.base_url):
+            raise ForeignLink(f"refusing to follow {link[:200]!r}: it is not on {self.base_url}")
+        return link
+
     def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Reply:
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        url = self.url_for(path)
         delay = self.backoff
         for attempt in range(1, self.max_retries + 1):
             try:
@@ -127,7 +161,7 @@ class Api:
         return self.call("GET", "/api/agents/me/").body
 
     def topics(self, status: str) -> list[dict]:
-        """Every visible topic with ``status``, following the pagination links."""
+        """Every visible topic with ``status``, following the pagination links (on this server only)."""
         found: list[dict] = []
         reply = self.call("GET", "/api/topics/", params={"status": status})
         while reply.status == 200:
@@ -277,7 +311,12 @@ def build_verdict(schema: dict, *, winner: str, scores: dict[str, float]) -> dic
     if not isinstance(verdict, dict):
         raise CannotBuild("the schema does not describe an object; a verdict must be one")
     if jsonschema is not None:
-        errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(verdict))
+        # A registry that retrieves nothing: a $ref in a schema from the server is never fetched from here.
+        registry = referencing.Registry(retrieve=_no_retrieval)
+        try:
+            errors = list(jsonschema.validators.validator_for(schema)(schema, registry=registry).iter_errors(verdict))
+        except referencing.exceptions.Unresolvable as exc:
+            raise CannotBuild(f"the schema refers to {exc}, which this agent does not fetch") from None
         if errors:
             raise CannotBuild(f"built verdict is not valid: {errors[0].message}")
     return verdict
@@ -447,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ServerUnavailable as exc:
         print(f"server unavailable: {exc}", file=sys.stderr)
+        return 1
+    except ForeignLink as exc:
+        print(f"the server sent a link to another host: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -96,6 +96,68 @@ def test_command_line_exits_2_with_a_message_when_the_token_is_refused(server, c
     assert "refused the token" in capsys.readouterr().err
 
 
+@pytest.fixture
+def elsewhere():
+    """Another real server: a link to it must never be followed, least of all with the token."""
+    other = FabricServer().start()
+    yield other
+    other.stop()
+
+
+def page(results: list, next_link: str | None) -> Reply:
+    return Reply(200, body={"count": 9, "next": next_link, "previous": None, "results": results})
+
+
+def test_pagination_follows_next_links_on_its_own_server(server):
+    server.script(
+        page([{"id": 1}], f"{server.base_url}/api/topics/?page=2&status=signup_open"),
+        page([{"id": 2}], None),
+    )
+    assert api(server).topics("signup_open") == [{"id": 1}, {"id": 2}]
+    assert [r.path for r in server.requests()] == [
+        "/api/topics/?status=signup_open",
+        "/api/topics/?page=2&status=signup_open",
+    ]
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "{other}/api/topics/?page=2",  # another port on the same host is another origin
+        "https://127.0.0.1:{port}/api/topics/?page=2",  # another scheme
+        "http://localhost:{port}/api/topics/?page=2",  # another host name for the same machine
+        "//127.0.0.1:{other_port}/api/topics/",  # protocol-relative
+        "http://127.0.0.1:{port}@127.0.0.1:{other_port}/api/topics/",  # credentials trick
+        "http://127.0.0.1:notaport/x",
+    ],
+    ids=["other-port", "other-scheme", "other-host", "protocol-relative", "userinfo", "bad-port"],
+)
+def test_a_next_link_to_another_origin_is_refused_and_never_gets_the_token(server, elsewhere, where):
+    link = where.format(other=elsewhere.base_url, port=server.port, other_port=elsewhere.port)
+    server.script(page([{"id": 1}], link))
+    with pytest.raises(agent.ForeignLink, match="refusing to follow") as refused:
+        api(server).topics("signup_open")
+    assert server.base_url in str(refused.value)
+    assert len(server.requests()) == 1
+    assert elsewhere.requests() == []
+
+
+def test_the_command_line_exits_1_with_a_message_on_a_foreign_link(server, elsewhere, capsys):
+    server.script(Reply(200, body={"id": "a1", "name": "bot"}), page([], f"{elsewhere.base_url}/steal"))
+    code = agent.main(["--base-url", server.base_url, "--token", "dlc_abc_secret", "--once"])
+    assert code == 1
+    assert "link to another host" in capsys.readouterr().err
+    assert elsewhere.requests() == []
+
+
+def test_a_local_verdict_check_never_fetches_a_ref(elsewhere):
+    schema = {"type": "object", "required": ["winner"], "properties": {"winner": {"enum": ["pro", "con"]}}}
+    schema["properties"]["scores"] = {"$ref": f"{elsewhere.base_url}/scores.json"}
+    with pytest.raises(agent.CannotBuild, match="does not fetch"):
+        agent.build_verdict(schema, winner="pro", scores={"pro": 1.0, "con": 0.0})
+    assert elsewhere.requests() == []
+
+
 def test_verdict_for_the_winner_schema_is_valid_and_carries_the_decision():
     verdict = agent.build_verdict(WINNER, winner="con", scores={"pro": 1.5, "con": 2.0})
     assert verdict == {"winner": "con", "scores": {"pro": 1.5, "con": 2.0}}

@@ -46,6 +46,7 @@ from topics.models import (
     Verdict,
     VerdictSchema,
 )
+from topics.verdict_schemas import verdict_schema_problems
 
 logger = logging.getLogger("topics.admin")
 
@@ -319,6 +320,20 @@ class VerdictSchemaAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: VerdictSchema | None = None) -> tuple[str, ...]:
         # "schema" too, so the form drops its declared field; the page shows schema_document instead.
         return ("name", "schema", "schema_document") if self.is_frozen(obj) else ()
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> Any:
+        # A schema stored before the save-time rules may break them. Verdicts against it are still
+        # checked safely (never fetching, never looping into a 500), but staff should replace it.
+        schema = self.get_object(request, object_id) if request.method == "GET" else None
+        if schema is not None and (problems := verdict_schema_problems(schema.schema)):
+            self.message_user(
+                request,
+                "This schema would be refused if saved today: " + " ".join(problems),
+                messages.WARNING,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="topics", ordering="topic_count")
     def topic_count(self, schema: VerdictSchema) -> int:

@@ -17,6 +17,7 @@ from django import forms
 from django.utils import timezone
 
 from topics.models import Topic, TopicStatus, VerdictSchema
+from topics.validation import validate_display_text
 
 TIMELINE_FIELDS = ("signup_open_at", "signup_close_at", "debate_start_at", "debate_end_at", "verdict_due_at")
 ROUND_FIELDS = ("round_count", "max_arguments_per_round")
@@ -87,10 +88,25 @@ class PrettyJSONField(forms.JSONField):
             return value
         return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
 
+    # json.loads gives up on absurdly deep input with RecursionError, which Django does not catch.
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("Nested too deeply to be a verdict schema.", code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return forms.fields.InvalidJSONInput(data)  # redisplayed as typed, like any other invalid JSON
+
 
 class VerdictSchemaAdminForm(forms.ModelForm):
-    # The model field's validator (a JSON Schema check) runs in the model's
-    # full_clean and lands on this field as a form error.
+    # The model field's validator (topics.verdict_schemas: valid JSON Schema, no
+    # outside references, no loops, RE2-safe patterns) runs in the model's
+    # full_clean and lands on this field as form errors.
     schema = PrettyJSONField(widget=forms.Textarea(attrs={"rows": 20, "cols": 80, "class": "vLargeTextField"}))
 
     class Meta:
@@ -101,6 +117,7 @@ class VerdictSchemaAdminForm(forms.ModelForm):
 class CancelTopicsForm(forms.Form):
     reason = forms.CharField(
         max_length=1000,
+        validators=[validate_display_text],
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         help_text="Stored on each topic, shown to agents and spectators, and sent with the cancellation announcement.",
     )

@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import jsonschema
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+
+from topics.validation import validate_display_text
+from topics.verdict_schemas import verdict_schema_problems
 
 
 class CampName(models.TextChoices):
@@ -23,10 +25,11 @@ class CampName(models.TextChoices):
 
 class Agent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_display_text])
     owner = models.CharField(
         max_length=100,
         blank=True,
+        validators=[validate_display_text],
         help_text="Who runs this agent. Agents with the same owner never share a topic's camps.",
     )
     is_active = models.BooleanField(default=True)
@@ -61,19 +64,16 @@ class AgentToken(models.Model):
 
 
 def validate_json_schema(value: object) -> None:
-    if not isinstance(value, dict):
-        raise ValidationError("A verdict schema must be a JSON object.")
-    try:
-        jsonschema.validators.validator_for(value).check_schema(value)
-    except jsonschema.SchemaError as exc:
-        path = "/".join(str(p) for p in exc.path) or "(root)"
-        raise ValidationError(f"Not a valid JSON Schema at {path}: {exc.message}") from None
+    """The save-time check of a verdict schema (``topics.verdict_schemas``): valid, self-contained, safe to run."""
+    problems = verdict_schema_problems(value)
+    if problems:
+        raise ValidationError(problems)
 
 
 class VerdictSchema(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     schema = models.JSONField(validators=[validate_json_schema])
-    description = models.TextField(blank=True)
+    description = models.TextField(blank=True, validators=[validate_display_text])
 
     class Meta:
         ordering = ["name"]
@@ -108,8 +108,8 @@ def default_verdict_schema() -> int | None:
 
 class Topic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    title = models.CharField(max_length=200)
-    summary = models.TextField(blank=True)
+    title = models.CharField(max_length=200, validators=[validate_display_text])
+    summary = models.TextField(blank=True, validators=[validate_display_text])
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.PUBLIC)
     status = models.CharField(max_length=16, choices=TopicStatus.choices, default=TopicStatus.CREATED, editable=False)
     signup_open_at = models.DateTimeField()

@@ -1,31 +1,49 @@
-"""Pure checks on agent-supplied text and JSON (no ORM), shared by the API serializers.
+"""Pure checks on text and JSON (no ORM): the API serializers, the models' field validators and the forms share them.
 
 Text must survive a round trip through MySQL's utf8mb4 and our JSON
 renderer: a lone surrogate cannot be encoded as UTF-8 at all (the database
-driver or the renderer would raise), and a NUL byte is never meaningful in
-debate text, so both are rejected as field errors instead of turning into
-a 500 later.
+driver or the renderer would raise), so it is a field error instead of a
+500 later. Text that people read (arguments, rationales, names, titles)
+refuses the C0 control characters but TAB, LF and CR, and DEL: an escape
+sequence in an argument would drive the terminal of whoever reads the
+transcript there, a NUL is never meaningful, and neither is ever text.
 """
 
 from __future__ import annotations
 
-import jsonschema
-from jsonschema.exceptions import ValidationError as SchemaValidationError
+import json
+import re
+
+from django.core.exceptions import ValidationError
 
 # Deeper JSON than this is rejected when parsing: recursive validation and
 # serialisation of a pathological document must never hit Python's recursion limit.
 MAX_JSON_DEPTH = 32
-MAX_SCHEMA_ERRORS = 5
-# jsonschema quotes the offending value; a megabyte-long string must not come back in the error.
-MAX_MESSAGE_CHARS = 300
+
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_character_problem(value: str) -> str | None:
+    """The first refused control character in ``value``, as a sentence naming it (``U+001B``), or None."""
+    found = _CONTROL_CHARACTER.search(value)
+    if found is None:
+        return None
+    return f"Control character U+{ord(found.group()):04X} is not allowed (only TAB, LF and CR are)."
+
+
+def validate_display_text(value: str) -> None:
+    """Field validator for names, titles and descriptions: the same rule as arguments."""
+    problem = control_character_problem(value)
+    if problem:
+        raise ValidationError(problem, code="control_character")
 
 
 def text_problem(value: str, *, max_bytes: int) -> str | None:
     """Why ``value`` (already stripped) is not acceptable text, or None when it is."""
     if not value:
         return "This field may not be blank."
-    if "\x00" in value:
-        return "NUL characters are not allowed."
+    if problem := control_character_problem(value):
+        return problem
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
@@ -69,22 +87,7 @@ def json_depth(value: object) -> int:
     return deepest
 
 
-def _path(root: str, error: SchemaValidationError) -> str:
-    return ".".join([root, *(str(part) for part in error.absolute_path)])
-
-
-def schema_problems(instance: object, schema: dict, *, root: str = "verdict") -> list[str]:
-    """Messages for each way ``instance`` violates ``schema``, each naming the failing path.
-
-    ``verdict.scores.pro: 'high' is not of type 'number'``. Sorted by path so the
-    answer is stable; at most a handful, the first ones are what an agent fixes first.
-    """
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    messages = []
-    for error in errors[:MAX_SCHEMA_ERRORS]:
-        message = error.message
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-        messages.append(f"{_path(root, error)}: {message}")
-    return messages
+def json_size(value: object) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (a lone surrogate counts the 3 bytes it would take)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))

@@ -1,12 +1,12 @@
-"""A JSON parser with limits: body size, nesting depth, finite numbers only."""
+"""A JSON parser with limits: UTF-8 only, body size, nesting depth, finite numbers only."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.conf import settings
-from rest_framework.exceptions import ParseError
+from django.utils.http import parse_header_parameters
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import JSONRenderer
 
@@ -37,14 +37,18 @@ class BoundedJSONParser(BaseParser):
     renderer_class = JSONRenderer
 
     def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        # JSON is UTF-8 (RFC 8259); another charset is refused before a byte is read or decoded
+        # (some codecs are slow, and an unknown one used to be a 500). The ASGI edge does the same.
+        charset = parse_header_parameters(media_type or "")[1].get("charset")
+        if charset is not None and charset.strip().lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(media_type, detail=f"JSON bodies must be UTF-8, not charset={charset[:40]}.")
         raw = stream.read(MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"The request body exceeds {MAX_BODY_BYTES} bytes.")
         try:
-            text = raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise ParseError(f"The body is not valid {encoding}: {exc}") from None
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"The body is not valid UTF-8: {exc}") from None
         try:
             data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, RecursionError) as exc:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from topics.models import Agent, Argument, CampName, Round, Signup, Topic, TopicStatus, Verdict, VerdictSchema
 from topics.next_action import NextAction
-from topics.validation import json_text_problem, schema_problems, text_problem
+from topics.validation import json_size, json_text_problem, text_problem
+from topics.verdict_schemas import verdict_problems
 
 MAX_RATIONALE_BYTES = 32768
+# A verdict is a decision and a few scores; the cap also bounds what checking it can cost.
+MAX_VERDICT_BYTES = 64 * 1024
 
 
 class Text(serializers.CharField):
@@ -20,6 +24,8 @@ class Text(serializers.CharField):
     def __init__(self, *, max_bytes: int, **kwargs: Any) -> None:
         self.max_bytes = max_bytes
         super().__init__(**kwargs)
+        # text_problem refuses NUL with the other control characters, naming it as it names them.
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -69,16 +75,21 @@ class JSONObjectField(serializers.JSONField):
 class VerdictIn(serializers.Serializer):
     """Needs ``context["schema"]``: the topic's verdict schema document."""
 
-    verdict = JSONObjectField(help_text="A JSON object valid against the topic's verdict_schema.schema.")
+    verdict = JSONObjectField(
+        help_text=f"A JSON object valid against the topic's verdict_schema.schema, at most {MAX_VERDICT_BYTES} bytes."
+    )
     rationale = Text(max_bytes=MAX_RATIONALE_BYTES, help_text="Why; required, not blank.")
 
     def validate_verdict(self, value: Any) -> dict:
         if not isinstance(value, dict):
             raise serializers.ValidationError(f"verdict: must be a JSON object, not {type(value).__name__}.")
+        size = json_size(value)
+        if size > MAX_VERDICT_BYTES:
+            raise serializers.ValidationError(f"verdict: at most {MAX_VERDICT_BYTES} bytes of JSON (this is {size}).")
         problem = json_text_problem(value)
         if problem:
             raise serializers.ValidationError(f"verdict: {problem}")
-        problems = schema_problems(value, self.context["schema"])
+        problems = verdict_problems(value, self.context["schema"])
         if problems:
             raise serializers.ValidationError(problems)
         return value

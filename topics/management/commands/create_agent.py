@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, transaction
 
@@ -30,9 +31,17 @@ class Command(BaseCommand):
             raise CommandError(f"NAME is longer than {max_name} characters.")
         if len(owner) > max_owner:
             raise CommandError(f"--owner is longer than {max_owner} characters.")
+        agent = Agent(name=name, owner=owner)
+        try:
+            # The fields' own rules (no control characters); the unique name is the IntegrityError below.
+            agent.full_clean(validate_unique=False)
+        except ValidationError as exc:
+            labels = {"name": "NAME", "owner": "--owner"}
+            problems = (f"{labels.get(field, field)}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+            raise CommandError(" ".join(problems)) from None
         try:
             with transaction.atomic():
-                agent = Agent.objects.create(name=name, owner=owner)
+                agent.save()
                 token = token_issue(agent=agent)
         except IntegrityError:
             raise CommandError(f"An agent named {name!r} already exists.") from None
