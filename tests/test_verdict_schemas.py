@@ -21,8 +21,8 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from devtools.fabric_receiver import FabricServer
 from tests.api_support import stage_topic
-from tests.fabric_server import FabricServer
 from tests.test_admin import browser_form, change_url, submit
 from topics.models import Topic, TopicStatus, Verdict, VerdictSchema
 from topics.verdict_schemas import MAX_SCHEMA_ERRORS, verdict_problems
