@@ -34,12 +34,13 @@ T = TypeVar("T")
 
 
 def ensure_winner_schema():
-    """The migration's default ``winner`` verdict schema, re-created if needed.
+    """The migrations' default ``winner`` verdict schema (rated: ``x-outcome``), re-created if needed.
 
     A ``transaction=True`` test ends with a flush that deletes rows written by
     data migrations, so any later test may find it gone.
     """
     importlib.import_module("topics.migrations.0002_winner_schema").create_winner(apps, None)
+    importlib.import_module("topics.migrations.0004_winner_outcome").add_outcome(apps, None)
     return apps.get_model("topics", "VerdictSchema").objects.get(name="winner")
 
 
