@@ -100,11 +100,16 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
 
 
 def _ledger_lock() -> RatingLedger:
-    """Lock the ledger row (created on first use, continuing any log already there)."""
+    """Lock the ledger row, which migration 0003 creates.
+
+    Should it be missing (deleted by hand, or a test database flushed), it is
+    recreated, continuing the log. Only then can two completions at once
+    deadlock (both waiting to insert it); MariaDB rolls one back, and the
+    API answers it 503 with Retry-After.
+    """
     ledger = RatingLedger.objects.select_for_update().filter(pk=1).first()
     if ledger is None:
         last = RatedOutcome.objects.aggregate(last=Max("seq"))["last"] or 0
-        # Two first completions at once: one inserts, the other waits on that row and ignores it.
         RatingLedger.objects.bulk_create([RatingLedger(pk=1, seq=last)], ignore_conflicts=True)
         ledger = RatingLedger.objects.select_for_update().get(pk=1)
     return ledger

@@ -4,6 +4,11 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def create_ledger(apps, schema_editor):
+    # Created here rather than on first use: two first completions inserting it at once would deadlock.
+    apps.get_model("topics", "RatingLedger").objects.get_or_create(pk=1)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -57,4 +62,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.CheckConstraint(condition=models.Q(('outcome__in', ['pro', 'con', 'draw'])), name='rated_outcome_valid')],
             },
         ),
+        migrations.RunPython(create_ledger, migrations.RunPython.noop),
     ]
