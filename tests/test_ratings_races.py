@@ -62,9 +62,7 @@ def test_concurrent_completions_give_the_ratings_a_rebuild_gives():
     for r in results:
         assert not isinstance(r, BaseException), repr(r)
         assert r == [201] * TOPICS_PER_THREAD
-    seqs = list(RatedOutcome.objects.order_by("seq").values_list("seq", flat=True))
-    assert seqs == list(range(1, len(staged) + 1))  # gap-free: the order the ratings changed in
-    assert RatingLedger.objects.get().seq == len(staged)
+    assert RatedOutcome.objects.count() == len(staged)
     live = stored()
     assert sum(games for _, _, _, games, *_ in live.values()) == 2 * len(staged)
     report = ratings.ratings_rebuild(chunk=3)

@@ -338,28 +338,29 @@ class Outcome(models.TextChoices):
 
 
 class RatingLedger(models.Model):
-    """One row: the counter behind ``RatedOutcome.seq``, and the lock every rating writer takes.
+    """One row, the lock every rating writer takes.
 
     Completions (under their topic's lock) and the rebuild's final swap lock
-    this row, so rating changes happen in one order, the order ``seq`` records.
+    this row, so rating changes happen one at a time, in the order of
+    ``RatedOutcome.seq``, which is taken under it.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
-    seq = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=Q(id=1), name="rating_ledger_single_row")]
 
     def __str__(self) -> str:
-        return f"rating ledger at #{self.seq}"
+        return "rating ledger"
 
 
 class RatedOutcome(models.Model):
     """The outcome of one completed public rated topic, in completion order: what ratings are rebuilt from."""
 
-    topic = models.OneToOneField(Topic, on_delete=models.PROTECT, primary_key=True, related_name="rated_outcome")
-    # Gap-free, taken under the ledger lock: the order the ratings were updated in.
-    seq = models.PositiveBigIntegerField(unique=True)
+    # Allocated under the ledger lock, which is held until commit: ascending seq is commit order,
+    # the order the ratings were updated in (gaps from rolled-back completions are harmless).
+    seq = models.BigAutoField(primary_key=True)
+    topic = models.OneToOneField(Topic, on_delete=models.PROTECT, related_name="rated_outcome")
     pro = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
     con = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
     judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")

@@ -9,8 +9,8 @@ Invariants:
   lock: a completion takes it after its topic's lock (``topic_record_rating``,
   called by ``transitions.topic_complete``), the rebuild takes it alone for
   its final swap. One order of locks (topic, then ledger), so no deadlock.
-- ``RatedOutcome.seq`` advances only under that lock, so it is gap-free and
-  commit-ordered: the order the ratings were changed in. Replaying the log
+- ``RatedOutcome.seq`` is allocated under that lock, held until commit, so
+  ascending ``seq`` is commit order: the order the ratings changed in. Replaying the log
   in ``seq`` order through ``_apply`` (the one function both paths use)
   gives the stored values exactly: the arithmetic is the same, and doubles
   round-trip through both databases exactly.
@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max
+from django.db import connection, transaction
 from openskill.models import BradleyTerryFull
 
 from topics.models import AgentRating, Camp, CampName, Outcome, RatedOutcome, RatingLedger, Topic, Verdict, Visibility
@@ -99,42 +98,37 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
 # --- the completion ----------------------------------------------------------------------
 
 
-def _ledger_lock() -> RatingLedger:
+def _ledger_lock() -> None:
     """Lock the ledger row, which migration 0003 creates.
 
     Should it be missing (deleted by hand, or a test database flushed), it is
-    recreated, continuing the log. Only then can two completions at once
-    deadlock (both waiting to insert it); MariaDB rolls one back, and the
-    API answers it 503 with Retry-After.
+    recreated. Only then can two completions at once deadlock (both waiting
+    to insert it); MariaDB rolls one back, and the API answers it 503 with
+    Retry-After.
     """
-    ledger = RatingLedger.objects.select_for_update().filter(pk=1).first()
-    if ledger is None:
-        last = RatedOutcome.objects.aggregate(last=Max("seq"))["last"] or 0
-        RatingLedger.objects.bulk_create([RatingLedger(pk=1, seq=last)], ignore_conflicts=True)
-        ledger = RatingLedger.objects.select_for_update().get(pk=1)
-    return ledger
+    if RatingLedger.objects.select_for_update().filter(pk=1).exists():
+        return
+    RatingLedger.objects.bulk_create([RatingLedger(pk=1)], ignore_conflicts=True)
+    RatingLedger.objects.select_for_update().get(pk=1)
 
 
 def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     """Write ``standings`` over ``rows`` (the stored ones, by agent id; missing ones are created).
 
-    Only rows whose values differ are written; returns how many were.
+    Only rows whose values differ are written, in one upsert per batch; returns how many.
     """
-    changed, new = [], []
+    writes = []
     for agent_id, standing in standings.items():
-        row = rows.get(agent_id)
-        values = standing.values()
-        if row is None:
-            new.append(AgentRating(agent_id=agent_id, **values))
-        elif any(getattr(row, name) != value for name, value in values.items()):
-            for name, value in values.items():
-                setattr(row, name, value)
-            changed.append(row)
-    if changed:
-        AgentRating.objects.bulk_update(changed, _RATING_FIELDS, batch_size=WRITE_BATCH)
-    if new:
-        AgentRating.objects.bulk_create(new, batch_size=WRITE_BATCH)
-    return len(changed) + len(new)
+        row, values = rows.get(agent_id), standing.values()
+        if row is None or any(getattr(row, name) != value for name, value in values.items()):
+            writes.append(AgentRating(agent_id=agent_id, **values))
+    if writes:
+        # SQLite names the conflicting key (ON CONFLICT (agent_id)); MySQL's ON DUPLICATE KEY may not.
+        target = ["agent"] if connection.features.supports_update_conflicts_with_target else None
+        AgentRating.objects.bulk_create(
+            writes, batch_size=WRITE_BATCH, update_conflicts=True, unique_fields=target, update_fields=_RATING_FIELDS
+        )
+    return len(writes)
 
 
 def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> RatedOutcome | None:
@@ -142,25 +136,32 @@ def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> Rat
 
     The caller holds the topic's row lock (``transitions.topic_complete``).
     None, and nothing written, for a private topic or one whose schema has no outcome.
+    Four statements: the ledger lock, the camps with their ratings, one upsert, the log row.
     """
     if topic.visibility != Visibility.PUBLIC:
         return None
     outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
     if outcome is None:
         return None
-    camps = dict(Camp.objects.filter(topic=topic).order_by().values_list("camp", "agent_id"))
-    ledger = _ledger_lock()
+    _ledger_lock()
     # Read under the ledger lock: every writer of these rows holds it, so they are current.
-    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent_id__in=camps.values())}
-    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in camps.values()}
-    pro, con, judge = (camps[c] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic).select_related("agent__rating").order_by()}
+    rows = {agent.pk: rating for agent in camps.values() if (rating := rating_row(agent)) is not None}
+    standings = {agent.pk: Standing.of(rows.get(agent.pk)) for agent in camps.values()}
+    pro, con, judge = (camps[c].pk for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
     _apply(standings[pro], standings[con], standings[judge], outcome, now)
     _save(standings, rows)
-    ledger.seq += 1
-    RatingLedger.objects.filter(pk=1).update(seq=ledger.seq)
     return RatedOutcome.objects.create(
-        topic=topic, seq=ledger.seq, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
+        topic=topic, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
     )
+
+
+def rating_row(agent: Any) -> AgentRating | None:
+    """The agent's rating row (selected with it, or one query), or None before its first rated topic."""
+    try:
+        return agent.rating
+    except AgentRating.DoesNotExist:
+        return None
 
 
 # --- the rebuild -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.db.models.query import prefetch_related_objects
 
 from topics import rules
 from topics.errors import AgentNotFound, TopicNotFound
-from topics.models import Agent, AgentRating, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
+from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
 from topics.next_action import Assignment, assignment_for
 
 # How many finished topics /agents/me/ still lists after the active ones, newest first.
@@ -128,7 +128,7 @@ def leaderboard() -> QuerySet[Agent]:
 
 
 def agent_profile(*, agent_id: UUID | str) -> Agent:
-    """The agent with its rating (``rating_of``) and ``recent``: its last public topics. Two queries."""
+    """The agent with its rating (``ratings.rating_row``) and ``recent``: its last public topics. Two queries."""
     agent = Agent.objects.select_related("rating").filter(pk=agent_id).first()
     if agent is None:
         raise AgentNotFound()
@@ -138,11 +138,3 @@ def agent_profile(*, agent_id: UUID | str) -> Agent:
         .order_by("-topic__debate_end_at", "-topic_id")[:RECENT_PUBLIC_TOPICS]
     )
     return agent
-
-
-def rating_of(agent: Agent) -> AgentRating | None:
-    """The agent's stored rating, or None before its first public rated topic (the prior applies)."""
-    try:
-        return agent.rating
-    except AgentRating.DoesNotExist:
-        return None

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
-from topics import ratings, selectors
+from topics import ratings
 from topics.models import (
     Agent,
     Argument,
@@ -293,11 +293,11 @@ class RatedFieldsMixin(serializers.Serializer):
 
     @extend_schema_field(RatingOut)
     def get_rating(self, agent: Agent) -> dict:
-        return ratings.rating_view(selectors.rating_of(agent))
+        return ratings.rating_view(ratings.rating_row(agent))
 
     @extend_schema_field(RecordOut)
     def get_record(self, agent: Agent) -> dict:
-        return ratings.record_view(selectors.rating_of(agent))
+        return ratings.record_view(ratings.rating_row(agent))
 
 
 class RankedAgentOut(RatedFieldsMixin, serializers.ModelSerializer):
