@@ -21,12 +21,15 @@ Invariants:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import CharField
+from django.db.models.functions import Cast
 from openskill.models import BradleyTerryFull
 
 from topics.models import AgentRating, Camp, CampName, Outcome, RatedOutcome, RatingLedger, Topic, Verdict, Visibility
@@ -176,10 +179,13 @@ class RebuildReport:
 
 def _replay_chunk(standings: dict[Any, Standing], *, after: int, chunk: int) -> tuple[int, int]:
     """Apply up to ``chunk`` outcomes after seq ``after`` (one query); returns (last seq applied, how many)."""
+    # The ids as the column's text: converting three UUIDs per outcome was most of the read's cost
+    # (4.5 s of 5.4 s for 20,000 outcomes); ratings_rebuild converts once per agent instead.
     rows = (
         RatedOutcome.objects.filter(seq__gt=after)
         .order_by("seq")
-        .values_list("seq", "pro_id", "con_id", "judge_id", "outcome", "completed_at")[:chunk]
+        .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
+        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
     )
     last, count = after, 0
     for seq, pro, con, judge, outcome, completed_at in rows:
@@ -233,12 +239,12 @@ def ratings_rebuild(*, chunk: int = REBUILD_CHUNK, progress: Callable[[int], Non
     whatever completed meanwhile, and swaps the result in. A failure anywhere
     leaves the stored ratings as they were.
     """
-    standings: dict[Any, Standing] = {}
+    standings: dict[str, Standing] = {}
     last, count = _replay(standings, after=0, chunk=chunk, progress=progress)
     with transaction.atomic():
         _ledger_lock()
         _, tail = _replay(standings, after=last, chunk=chunk)
-        changed = _swap(standings)
+        changed = _swap({uuid.UUID(agent_id): standing for agent_id, standing in standings.items()})
     return RebuildReport(outcomes=count + tail, agents=len(standings), changed=changed)
 
 
