@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd bench-ratings demo clean
 
 # The virtualenv, and a .env for local development (debug on, a generated secret key) when there is none.
 install: $(VENV)/.installed .env
@@ -44,7 +44,7 @@ test: install
 # Every benchmark in turn, one after the other so they do not disturb each other;
 # a benchmark that misses its target does not stop the others (-k), but fails the run.
 bench: install
-	$(MAKE) -k bench-ticker bench-api bench-crowd bench-sse bench-fabric
+	$(MAKE) -k bench-ticker bench-api bench-crowd bench-sse bench-fabric bench-ratings
 
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
@@ -75,6 +75,12 @@ bench-api: install
 # ARGS="--compare" also measures the other serving options; ARGS="--conditional" sends If-None-Match.
 bench-crowd: install
 	$(BIN)/python bench/bench_crowd.py $(ARGS)
+
+# Completions with ratings on vs off (4 threads, alternating runs, medians) and rebuild_ratings over
+# 100,000 verdicts with its peak RSS (docs/ratings.md). MariaDB database dlc_bench_ratings unless
+# DATABASE_URL says otherwise. ARGS="--topics 400 --runs 5 --verdicts 100000".
+bench-ratings: install
+	$(BIN)/python bench/bench_ratings.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

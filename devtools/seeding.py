@@ -23,12 +23,13 @@ PREFERENCES = ["pro", "con", "judge", None]
 
 
 def ensure_winner_schema() -> VerdictSchema:
-    """The migration's default ``winner`` verdict schema, re-created if needed.
+    """The migrations' default ``winner`` verdict schema (rated: ``x-outcome``), re-created if needed.
 
     A ``transaction=True`` test ends with a flush that deletes rows written by
     data migrations, so any later test (or seeding) may find it gone.
     """
     importlib.import_module("topics.migrations.0002_winner_schema").create_winner(apps, None)
+    importlib.import_module("topics.migrations.0005_winner_outcome").add_outcome(apps, None)
     return VerdictSchema.objects.get(name="winner")
 
 

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from devtools.seeding import ensure_winner_schema
 from topics import transitions
-from topics.models import Agent, Signup, Topic, Verdict
+from topics.models import Agent, Signup, Topic, Verdict, VerdictSchema
 from topics.tokens import token_issue
 
 MINUTE = timedelta(minutes=1)
@@ -139,6 +139,8 @@ def _stage(
     verdict_due_at: datetime | None = None,
     title: str | None = None,
     seed: int = 1,
+    players: dict[str, Player] | None = None,
+    verdict_schema: VerdictSchema | None = None,
 ) -> Staged:
     assert stage in STAGES, stage
     times = _timeline(stage, now)
@@ -149,7 +151,7 @@ def _stage(
         round_count=round_count,
         max_arguments_per_round=max_arguments_per_round,
         verdict_due_at=verdict_due_at,
-        verdict_schema=ensure_winner_schema(),
+        verdict_schema=verdict_schema or ensure_winner_schema(),
         **times,
     )
     staged = Staged(topic)
@@ -158,7 +160,8 @@ def _stage(
     _step(topic, transitions.topic_open_signup, now=times["signup_open_at"])
     if stage == "signup_open":
         return staged
-    volunteers = {camp: player() for camp in ("pro", "con", "judge")}
+    # Given players (a tournament among the same agents) or three new ones.
+    volunteers = players or {camp: player() for camp in ("pro", "con", "judge")}
     Signup.objects.bulk_create([Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()])
     with transaction.atomic():
         locked = transitions.topic_lock(topic.pk)

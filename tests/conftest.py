@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
@@ -89,3 +90,15 @@ def fabric(settings):
     settings.FABRIC_DELIVERY_BUDGET = timedelta(seconds=2)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    # force_login: the password path is django-axes' (tests/test_admin_login.py drives the real login form).
+    client.force_login(staff)
+    return client

@@ -137,18 +137,6 @@ def flash(response) -> str:
     return " | ".join(str(m) for m in get_messages(response.wsgi_request))
 
 
-@pytest.fixture
-def staff(db):
-    return get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    # force_login: the password path is django-axes' (tests/test_admin_login.py drives the real login form).
-    client.force_login(staff)
-    return client
-
-
 def walk(topic: Topic, step, *, now: datetime, **kwargs):
     with transaction.atomic():
         locked = transitions.topic_lock(topic.pk)

@@ -23,6 +23,8 @@ ENDPOINTS = [
     ("post", "/api/topics/{id}/verdict/"),
     ("get", "/api/topics/{id}/events/"),
     ("get", "/api/agents/me/"),
+    ("get", "/api/agents/"),
+    ("get", "/api/agents/{id}/"),
 ]
 CONTRACT_CODES = {
     "not_authenticated",

@@ -13,7 +13,6 @@ import json
 from io import StringIO
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -30,13 +29,6 @@ REFUSED_IDS = ["escape", "nul", "bell", "backspace", "vtab", "formfeed", "unit-s
 
 def code_point(text: str) -> str:
     return f"U+{ord(text[0]):04X}"
-
-
-@pytest.fixture
-def staff_client(client):
-    get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
-    assert client.login(username="staff", password="a-long-staff-password")
-    return client
 
 
 def post(player, path: str, body: dict):

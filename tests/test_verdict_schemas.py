@@ -15,7 +15,6 @@ import json
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -30,13 +29,6 @@ from topics.verdict_schemas import MAX_SCHEMA_ERRORS, verdict_problems
 pytestmark = pytest.mark.django_db
 
 ADD = reverse("admin:topics_verdictschema_add")
-
-
-@pytest.fixture
-def staff_client(client):
-    get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
-    assert client.login(username="staff", password="a-long-staff-password")
-    return client
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from topics import rules, tokens, transitions
+from topics import outcomes, ratings, rules, tokens, transitions
 from topics.forms import (
     ROUND_FIELDS,
     TIMELINE_FIELDS,
@@ -35,6 +35,7 @@ from topics.forms import (
 )
 from topics.models import (
     Agent,
+    AgentRating,
     AgentToken,
     Argument,
     Camp,
@@ -301,7 +302,7 @@ class TopicAdmin(admin.ModelAdmin):
 @admin.register(VerdictSchema)
 class VerdictSchemaAdmin(admin.ModelAdmin):
     form = VerdictSchemaAdminForm
-    list_display = ("name", "description", "topic_count")
+    list_display = ("name", "description", "rated_by", "topic_count")
     search_fields = ("name", "description")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[VerdictSchema]:
@@ -338,6 +339,11 @@ class VerdictSchemaAdmin(admin.ModelAdmin):
     @admin.display(description="topics", ordering="topic_count")
     def topic_count(self, schema: VerdictSchema) -> int:
         return schema.topic_count
+
+    @admin.display(description="rated (x-outcome)")
+    def rated_by(self, schema: VerdictSchema) -> str:
+        # Topics with this schema update ratings only when it names its outcome (docs/ratings.md).
+        return outcomes.outcome_pointer(schema.schema) or "not rated"
 
     @admin.display(description="schema (frozen: announced topics use it; add a new schema to change it)")
     def schema_document(self, schema: VerdictSchema) -> str:
@@ -429,3 +435,56 @@ class AgentAdmin(admin.ModelAdmin):
                     self.log_change(request, agent, f"Revoked {count} token(s)")
             revoked += count
         self.message_user(request, f"Revoked {revoked} token(s) of {len(agents)} agent(s).", messages.SUCCESS)
+
+
+# --- ratings --------------------------------------------------------------------------
+
+
+@admin.register(AgentRating)
+class AgentRatingAdmin(admin.ModelAdmin):
+    """Read-only: ratings change only when a rated topic completes, or by the rebuild (docs/ratings.md)."""
+
+    list_display = ("agent", "value", "low", "high", "games", "wins", "losses", "draws", "judged", "updated_at")
+    list_select_related = ("agent",)
+    search_fields = ("agent__name",)
+    fields = readonly_fields = list_display
+    actions = ["rebuild_ratings"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AgentRating | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AgentRating | None = None) -> bool:
+        return False
+
+    def has_rebuild_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff and request.user.has_perm("topics.rebuild_ratings")
+
+    @admin.display(description="rating", ordering="mu")
+    def value(self, row: AgentRating) -> float:
+        return ratings.rating_view(row)["value"]
+
+    @admin.display(description="low (mu - 2 sigma)", ordering="low")
+    def low(self, row: AgentRating) -> float:
+        return ratings.rating_view(row)["low"]
+
+    @admin.display(description="high (mu + 2 sigma)")
+    def high(self, row: AgentRating) -> float:
+        return ratings.rating_view(row)["high"]
+
+    @admin.action(
+        description="Rebuild every rating from the outcome log (all of them, whatever is selected)",
+        permissions=["rebuild"],
+    )
+    def rebuild_ratings(self, request: HttpRequest, queryset: QuerySet[AgentRating]) -> None:
+        # The same call as manage.py rebuild_ratings: safe while completions happen (docs/ratings.md).
+        report = ratings.ratings_rebuild()
+        logger.info("ratings rebuilt by %s: %s", request.user, report)
+        self.message_user(
+            request,
+            f"Replayed {report.outcomes} outcome(s) for {report.agents} agent(s); "
+            f"{report.changed} rating row(s) differed from the replay and were rewritten.",
+            messages.SUCCESS,
+        )

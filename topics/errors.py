@@ -129,6 +129,10 @@ class TopicNotFound(NotFound):
     default_detail = "No such topic."
 
 
+class AgentNotFound(NotFound):
+    default_detail = "No such agent."
+
+
 class NotSignedUp(DialecticError):
     status_code = 404
     code = "not_signed_up"

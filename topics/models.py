@@ -322,3 +322,83 @@ class TopicEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind}"
+
+
+# --- ratings and records (topics.ratings writes these; docs/ratings.md) --------------------
+
+
+class Outcome(models.TextChoices):
+    PRO = "pro", "Pro won"
+    CON = "con", "Con won"
+    DRAW = "draw", "Draw"
+
+
+class RatingLedger(models.Model):
+    """One row, the lock every rating writer takes.
+
+    Completions (under their topic's lock) and the rebuild's final swap lock
+    this row, so rating changes happen one at a time, in the order of
+    ``RatedOutcome.seq``, which is taken under it.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="rating_ledger_single_row")]
+
+    def __str__(self) -> str:
+        return "rating ledger"
+
+
+class RatedOutcome(models.Model):
+    """The outcome of one completed public rated topic, in completion order: what ratings are rebuilt from."""
+
+    # Allocated under the ledger lock, which is held until commit: ascending seq is commit order,
+    # the order the ratings were updated in (gaps from rolled-back completions are harmless).
+    seq = models.BigAutoField(primary_key=True)
+    topic = models.OneToOneField(Topic, on_delete=models.PROTECT, related_name="rated_outcome")
+    pro = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    con = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    completed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.CheckConstraint(condition=Q(outcome__in=Outcome.values), name="rated_outcome_valid")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.outcome}"
+
+
+class AgentRating(models.Model):
+    """An agent's rating (openskill's mu and sigma) and record, from public rated topics only.
+
+    Written only by ``topics.ratings`` under the ledger lock; ``rebuild_ratings``
+    reproduces every field from the ``RatedOutcome`` log. A judge that never
+    debated has a row (its ``judged`` count) with ``games = 0``: not rated.
+    """
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, primary_key=True, related_name="rating")
+    mu = models.FloatField()
+    sigma = models.FloatField()
+    # mu - 2 sigma, stored so the leaderboard's order can use an index.
+    low = models.FloatField()
+    games = models.PositiveIntegerField(default=0)
+    wins = models.PositiveIntegerField(default=0)
+    losses = models.PositiveIntegerField(default=0)
+    draws = models.PositiveIntegerField(default=0)
+    judged = models.PositiveIntegerField(default=0)
+    # The completion time of the last outcome that changed the row, so a rebuild reproduces it too.
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-low", "agent_id"]
+        permissions = [("rebuild_ratings", "Can rebuild every rating from the outcome log")]
+        indexes = [
+            # Leaderboard: games > 0 ORDER BY low DESC, agent_id
+            models.Index(fields=["low", "agent"], name="rating_leaderboard_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.mu:.2f} ± {2 * self.sigma:.2f}"

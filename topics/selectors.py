@@ -15,13 +15,15 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
 from topics import rules
-from topics.errors import TopicNotFound
+from topics.errors import AgentNotFound, TopicNotFound
 from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
 from topics.next_action import Assignment, assignment_for
 from topics.tokens import tokens_live
 
 # How many finished topics /agents/me/ still lists after the active ones, newest first.
 RECENT_FINISHED_ASSIGNMENTS = 20
+# How many public topics an agent's public profile lists, newest first.
+RECENT_PUBLIC_TOPICS = 20
 
 
 def topics_visible(*, agent: Agent | None) -> QuerySet[Topic]:
@@ -127,3 +129,27 @@ def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
         Prefetch("rounds", queryset=open_rounds, to_attr="open_rounds"),
     )
     return [assignment_for(topic, now) for topic in topics]
+
+
+# --- ratings: the leaderboard and public profiles -----------------------------------------
+
+
+def leaderboard() -> QuerySet[Agent]:
+    """Rated agents (a public rated debate at least), best first by the conservative bound ``low``.
+
+    One query per page (plus the count): the rating comes in the same row.
+    """
+    return Agent.objects.filter(rating__games__gt=0).select_related("rating").order_by("-rating__low", "id")
+
+
+def agent_profile(*, agent_id: UUID | str) -> Agent:
+    """The agent with its rating (``ratings.rating_row``) and ``recent``: its last public topics. Two queries."""
+    agent = Agent.objects.select_related("rating").filter(pk=agent_id).first()
+    if agent is None:
+        raise AgentNotFound()
+    agent.recent = list(
+        Camp.objects.filter(agent=agent, topic__visibility=Visibility.PUBLIC)
+        .select_related("topic__rated_outcome")
+        .order_by("-topic__debate_end_at", "-topic_id")[:RECENT_PUBLIC_TOPICS]
+    )
+    return agent

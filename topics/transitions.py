@@ -25,7 +25,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from fabric_bridge.models import AnnouncementKind
-from topics import rules, sql
+from topics import ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
 from topics.models import Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
@@ -223,6 +223,8 @@ def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
+    # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
+    ratings.topic_record_rating(topic, verdict=verdict, now=now)
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 

@@ -42,6 +42,7 @@ import referencing.jsonschema
 from jsonschema import _utils as jsonschema_utils
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
+from topics.outcomes import outcome_problem
 from topics.validation import json_depth
 
 logger = logging.getLogger("topics.verdict_schemas")
@@ -459,4 +460,8 @@ def verdict_schema_problems(schema: object) -> list[str]:
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.path) or "(root)"
         return [f"Not a valid JSON Schema at {path}: {_short(exc.message)}"]
-    return _graph_problems(schema, base)
+    problems = _graph_problems(schema, base)
+    # The outcome keyword (x-outcome) names what ratings read; topics.outcomes says what it may point at.
+    if not problems and (problem := outcome_problem(schema)):
+        problems.append(problem)
+    return problems

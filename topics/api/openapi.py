@@ -47,6 +47,7 @@ AUTH_REQUIRED = {
     401: error_response_doc("`not_authenticated` (no token) or `authentication_failed` (bad, revoked, inactive).")
 }
 NOT_FOUND = {404: error_response_doc("`not_found`: no such topic, or a private one and you are anonymous.")}
+AGENT_NOT_FOUND = {404: error_response_doc("`not_found`: no such agent (also for an id that is not a UUID).")}
 NOT_ACCEPTABLE = {406: error_response_doc("`not_acceptable`: the API only speaks application/json.")}
 # The server could not answer: every endpoint can say so.
 UNAVAILABLE = {

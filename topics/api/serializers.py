@@ -8,7 +8,20 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
-from topics.models import Agent, Argument, CampName, Round, Signup, Topic, TopicStatus, Verdict, VerdictSchema
+from topics import ratings
+from topics.models import (
+    Agent,
+    Argument,
+    Camp,
+    CampName,
+    Outcome,
+    Round,
+    Signup,
+    Topic,
+    TopicStatus,
+    Verdict,
+    VerdictSchema,
+)
 from topics.next_action import NextAction
 from topics.validation import json_size, json_text_problem, text_problem
 from topics.verdict_schemas import verdict_problems
@@ -262,14 +275,85 @@ class AssignmentOut(serializers.Serializer):
         ref_name = "Assignment"
 
 
-class MeOut(AgentProfileOut):
-    """The agent representation (DESIGN.md: plus ``owner``) with the caller's assignments."""
+class RatingOut(serializers.Serializer):
+    value = serializers.FloatField(help_text="The rating: the model's best estimate of skill (mu). 25 to start.")
+    low = serializers.FloatField(help_text="value - 2 sigma: the skill we are about 95 % sure is exceeded.")
+    high = serializers.FloatField(help_text="value + 2 sigma.")
+    games = serializers.IntegerField(help_text="Public rated debates behind the rating; 0 means not rated yet.")
+
+    class Meta:
+        ref_name = "Rating"
+
+
+class RecordOut(serializers.Serializer):
+    debates = serializers.IntegerField(help_text="Public rated debates, as pro or con.")
+    wins = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    draws = serializers.IntegerField()
+    judged = serializers.IntegerField(help_text="Public rated debates judged.")
+
+    class Meta:
+        ref_name = "Record"
+
+
+class RatedFieldsMixin(serializers.Serializer):
+    """``rating`` and ``record`` of an agent whose ``rating`` row is selected with it (or absent)."""
+
+    rating = serializers.SerializerMethodField()
+    record = serializers.SerializerMethodField()
+
+    @extend_schema_field(RatingOut)
+    def get_rating(self, agent: Agent) -> dict:
+        return ratings.rating_view(ratings.rating_row(agent))
+
+    @extend_schema_field(RecordOut)
+    def get_record(self, agent: Agent) -> dict:
+        return ratings.record_view(ratings.rating_row(agent))
+
+
+class RankedAgentOut(RatedFieldsMixin, serializers.ModelSerializer):
+    class Meta:
+        ref_name = "RankedAgent"
+        model = Agent
+        fields = ["id", "name", "rating", "record"]
+
+
+class RecentTopicOut(serializers.Serializer):
+    id = serializers.UUIDField(source="topic.id")
+    title = serializers.CharField(source="topic.title")
+    status = serializers.ChoiceField(choices=TopicStatus.choices, source="topic.status")
+    camp = serializers.ChoiceField(choices=CampName.choices)
+    outcome = serializers.SerializerMethodField()
+
+    class Meta:
+        ref_name = "RecentTopic"
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=Outcome.choices, allow_null=True, help_text="The rated outcome; null until then, or if unrated."
+        )
+    )
+    def get_outcome(self, camp: Camp) -> str | None:
+        rated = getattr(camp.topic, "rated_outcome", None)
+        return rated.outcome if rated is not None else None
+
+
+class AgentPublicOut(RankedAgentOut):
+    recent = RecentTopicOut(many=True, read_only=True, help_text="The agent's last 20 public topics, newest first.")
+
+    class Meta(RankedAgentOut.Meta):
+        ref_name = "AgentPublic"
+        fields = [*RankedAgentOut.Meta.fields, "recent"]
+
+
+class MeOut(RatedFieldsMixin, AgentProfileOut):
+    """The agent representation (DESIGN.md: plus ``owner``) with its rating, record and assignments."""
 
     assignments = AssignmentOut(many=True, read_only=True)
 
     class Meta(AgentProfileOut.Meta):
         ref_name = "Me"
-        fields = [*AgentProfileOut.Meta.fields, "assignments"]
+        fields = [*AgentProfileOut.Meta.fields, "rating", "record", "assignments"]
 
 
 class ErrorOut(serializers.Serializer):

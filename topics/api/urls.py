@@ -5,14 +5,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from topics.api import openapi  # noqa: F401  (registers the bearer scheme with drf-spectacular)
-from topics.api.views import MeView, TopicViewSet
+from topics.api.views import AgentViewSet, MeView, TopicViewSet
 
 router = SimpleRouter()
 router.register("topics", TopicViewSet, basename="topic")
+router.register("agents", AgentViewSet, basename="agent")
 
 urlpatterns = [
-    *router.urls,
+    # Ahead of the router, whose agents/<pk>/ would otherwise take "me" for an agent id.
     path("agents/me/", MeView.as_view(), name="agent-me"),
+    *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from topics import selectors, services
 from topics.api.openapi import (
+    AGENT_NOT_FOUND,
     AUTH_REQUIRED,
     BAD_REQUEST,
     NOT_ACCEPTABLE,
@@ -39,9 +40,11 @@ from topics.api.parsers import BoundedJSONParser
 from topics.api.permissions import IsDebater, IsJudge
 from topics.api.renderers import SafeJSONRenderer
 from topics.api.serializers import (
+    AgentPublicOut,
     ArgumentIn,
     ArgumentOut,
     MeOut,
+    RankedAgentOut,
     SignupIn,
     SignupOut,
     TopicListQuery,
@@ -51,8 +54,8 @@ from topics.api.serializers import (
     VerdictOut,
 )
 from topics.api.throttling import AgentWritesThrottle
-from topics.errors import DialecticError, TopicNotFound, VerdictNotFound
-from topics.models import Topic
+from topics.errors import AgentNotFound, DialecticError, TopicNotFound, VerdictNotFound
+from topics.models import Agent, Topic
 from topics.representations import argument_data
 
 
@@ -61,6 +64,13 @@ def _topic_id(raw: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise TopicNotFound() from None
+
+
+def _agent_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise AgentNotFound() from None
 
 
 @extend_schema(tags=["topics"])
@@ -285,10 +295,41 @@ class MeView(APIView):
     @extend_schema(
         tags=["agents"],
         operation_id="agents_me",
-        summary="Your profile and assignments: per topic your camp or signup, what to do next and by when",
+        summary="Your profile, rating, record and assignments: per topic your camp or signup, what to do next",
         responses={200: MeOut, **AUTH_REQUIRED, **NOT_ACCEPTABLE, **UNAVAILABLE},
     )
     def get(self, request: Request) -> Response:
         assignments = selectors.agent_assignments(agent=request.user, now=timezone.now())
         request.user.assignments = assignments
         return Response(MeOut(request.user).data)
+
+
+@extend_schema(tags=["agents"])
+class AgentViewSet(viewsets.GenericViewSet):
+    # The leaderboard and public profiles: ratings and records from public rated topics (docs/ratings.md).
+
+    renderer_classes = [SafeJSONRenderer]
+    permission_classes = [AllowAny]
+    serializer_class = RankedAgentOut
+    queryset = Agent.objects.none()  # reads go through topics.selectors; this only names the model for the schema
+
+    @extend_schema(
+        operation_id="agents_list",
+        summary="The leaderboard: rated agents, best first (by the low end of the rating)",
+        responses={
+            200: RankedAgentOut(many=True),
+            404: error_response_doc("`not_found`: no such page."),
+            **READ_ERRORS,
+        },
+    )
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.leaderboard())
+        return self.get_paginated_response(RankedAgentOut(page, many=True).data)
+
+    @extend_schema(
+        operation_id="agents_retrieve",
+        summary="An agent's public profile: rating, record and its last 20 public topics",
+        responses={200: AgentPublicOut, **AGENT_NOT_FOUND, **READ_ERRORS},
+    )
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(AgentPublicOut(selectors.agent_profile(agent_id=_agent_id(pk))).data)

@@ -1,0 +1,101 @@
+"""Ratings under real concurrency on MariaDB: completions in 4 threads, and a rebuild running beside them."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from devtools.seeding import ensure_winner_schema
+from tests.api_support import player, stage_topic
+from tests.test_api_races import fire_together
+from topics import ratings
+from topics.models import AgentRating, RatedOutcome, RatingLedger
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
+
+THREADS = 4
+TOPICS_PER_THREAD = 4
+
+
+@pytest.fixture(autouse=True)
+def winner():
+    ensure_winner_schema()
+    # The migration's row, gone after an earlier test's flush; recreated here, as it would be on first use.
+    RatingLedger.objects.get_or_create(pk=1)
+
+
+def stored() -> dict:
+    fields = ("mu", "sigma", "low", "games", "wins", "losses", "draws", "judged", "updated_at")
+    return {r.agent_id: tuple(getattr(r, f) for f in fields) for r in AgentRating.objects.all()}
+
+
+def staged_tournament(n: int) -> list:
+    """``n`` topics awaiting a verdict among five agents, so concurrent completions share agents."""
+    agents = [player() for _ in range(5)]
+    now = timezone.now()
+    topics = []
+    for i in range(n):
+        camps = {"pro": agents[i % 5], "con": agents[(i + 1) % 5], "judge": agents[(i + 3) % 5]}
+        topics.append(stage_topic("judging", now=now, players=camps, seed=i))
+    return topics
+
+
+def verdicts(staged: list, outcomes=("pro", "con", "draw")):
+    """One request per topic, in a list per thread."""
+
+    def post_all(mine: list):
+        answers = []
+        for i, s in mine:
+            body = {"verdict": {"winner": outcomes[i % 3]}, "rationale": "weighed"}
+            answers.append(s.judge.client().post(f"/api/topics/{s.topic.pk}/verdict/", body, format="json").status_code)
+        return answers
+
+    return [lambda k=k: post_all([(i, s) for i, s in enumerate(staged) if i % THREADS == k]) for k in range(THREADS)]
+
+
+def test_concurrent_completions_give_the_ratings_a_rebuild_gives():
+    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+    results = fire_together(verdicts(staged))
+    for r in results:
+        assert not isinstance(r, BaseException), repr(r)
+        assert r == [201] * TOPICS_PER_THREAD
+    assert RatedOutcome.objects.count() == len(staged)
+    live = stored()
+    assert sum(games for _, _, _, games, *_ in live.values()) == 2 * len(staged)
+    report = ratings.ratings_rebuild(chunk=3)
+    assert report.changed == 0
+    assert stored() == live
+
+
+def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
+    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+    done = threading.Event()
+    rebuilds: list = []
+
+    def rebuild_until_done():
+        try:
+            while not done.is_set():
+                rebuilds.append(ratings.ratings_rebuild(chunk=2))
+        except BaseException as exc:
+            rebuilds.append(exc)
+        finally:
+            connection.close()
+
+    rebuilder = threading.Thread(target=rebuild_until_done)
+    rebuilder.start()
+    try:
+        results = fire_together(verdicts(staged))
+    finally:
+        done.set()
+        rebuilder.join(timeout=60)
+    assert not rebuilder.is_alive()
+    assert rebuilds and not any(isinstance(r, BaseException) for r in rebuilds), rebuilds
+    assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
+    live = stored()
+    assert sum(games for _, _, _, games, *_ in live.values()) == 2 * len(staged)
+    # Every rebuild stored a replay of a prefix of the log; the last one, or any after, is the whole log.
+    assert ratings.ratings_rebuild().changed == 0
+    assert stored() == live

@@ -1,0 +1,271 @@
+"""Ratings and records: updated when a public rated topic completes, and rebuilt from the outcome log.
+
+The method is openskill's Bradley-Terry (full pairing) model with its
+defaults; docs/ratings.md says why and what the numbers mean.
+
+Invariants:
+
+- Every change to an ``AgentRating`` happens under the ``RatingLedger`` row
+  lock: a completion takes it after its topic's lock (``topic_record_rating``,
+  called by ``transitions.topic_complete``), the rebuild takes it alone for
+  its final swap. One order of locks (topic, then ledger), so no deadlock.
+- ``RatedOutcome.seq`` is allocated under that lock, held until commit, so
+  ascending ``seq`` is commit order: the order the ratings changed in. Replaying the log
+  in ``seq`` order through ``_apply`` (the one function both paths use)
+  gives the stored values exactly: the arithmetic is the same, and doubles
+  round-trip through both databases exactly.
+- Only public topics whose schema has an outcome (``topics.outcomes``)
+  write anything. Debaters get a rating and wins/losses/draws; the judge
+  gets ``judged``, never a rating.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import CharField
+from django.db.models.functions import Cast
+from openskill.models import BradleyTerryFull
+
+from topics.models import AgentRating, Camp, CampName, Outcome, RatedOutcome, RatingLedger, Topic, Verdict, Visibility
+from topics.outcomes import verdict_outcome
+
+MODEL = BradleyTerryFull()
+# low and high are mu ∓ this many sigmas (about a 95 % interval).
+SPREAD = 2.0
+# Outcomes read per query by the rebuild: its memory is this chunk plus one standing per agent.
+REBUILD_CHUNK = 5000
+# Rows written per statement by the rebuild's swap.
+WRITE_BATCH = 500
+
+_RANKS = {Outcome.PRO: [1, 2], Outcome.CON: [2, 1], Outcome.DRAW: [1, 1]}
+_RATING_FIELDS = ("mu", "sigma", "low", "games", "wins", "losses", "draws", "judged", "updated_at")
+
+
+@dataclass
+class Standing:
+    """One agent's rating and record while it is computed; the fields of ``AgentRating``."""
+
+    mu: float = MODEL.mu
+    sigma: float = MODEL.sigma
+    games: int = 0
+    wins: int = 0
+    losses: int = 0
+    draws: int = 0
+    judged: int = 0
+    updated_at: datetime | None = field(default=None)
+
+    @property
+    def low(self) -> float:
+        return self.mu - SPREAD * self.sigma
+
+    @classmethod
+    def of(cls, row: AgentRating | None) -> Standing:
+        if row is None:
+            return cls()
+        return cls(**{name: getattr(row, name) for name in _RATING_FIELDS if name != "low"})
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _RATING_FIELDS}
+
+
+def interval(mu: float, sigma: float) -> tuple[float, float]:
+    return mu - SPREAD * sigma, mu + SPREAD * sigma
+
+
+def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: datetime) -> None:
+    """One rated debate: the library rates pro against con, the record counts it. The only update rule."""
+    [[new_pro], [new_con]] = MODEL.rate(
+        [[MODEL.rating(mu=pro.mu, sigma=pro.sigma)], [MODEL.rating(mu=con.mu, sigma=con.sigma)]],
+        ranks=_RANKS[outcome],
+    )
+    for standing, rated, won in ((pro, new_pro, Outcome.PRO), (con, new_con, Outcome.CON)):
+        standing.mu, standing.sigma = rated.mu, rated.sigma
+        standing.games += 1
+        if outcome == Outcome.DRAW:
+            standing.draws += 1
+        elif outcome == won:
+            standing.wins += 1
+        else:
+            standing.losses += 1
+        standing.updated_at = at
+    judge.judged += 1
+    judge.updated_at = at
+
+
+# --- the completion ----------------------------------------------------------------------
+
+
+def _ledger_lock() -> None:
+    """Lock the ledger row, which migration 0003 creates.
+
+    Should it be missing (deleted by hand, or a test database flushed), it is
+    recreated. Only then can two completions at once deadlock (both waiting
+    to insert it); MariaDB rolls one back, and the API answers it 503 with
+    Retry-After.
+    """
+    if RatingLedger.objects.select_for_update().filter(pk=1).exists():
+        return
+    RatingLedger.objects.bulk_create([RatingLedger(pk=1)], ignore_conflicts=True)
+    RatingLedger.objects.select_for_update().get(pk=1)
+
+
+def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
+    """Write ``standings`` over ``rows`` (the stored ones, by agent id; missing ones are created).
+
+    Only rows whose values differ are written, in one upsert per batch; returns how many.
+    """
+    writes = []
+    for agent_id, standing in standings.items():
+        row, values = rows.get(agent_id), standing.values()
+        if row is None or any(getattr(row, name) != value for name, value in values.items()):
+            writes.append(AgentRating(agent_id=agent_id, **values))
+    if writes:
+        # SQLite names the conflicting key (ON CONFLICT (agent_id)); MySQL's ON DUPLICATE KEY may not.
+        target = ["agent"] if connection.features.supports_update_conflicts_with_target else None
+        AgentRating.objects.bulk_create(
+            writes, batch_size=WRITE_BATCH, update_conflicts=True, unique_fields=target, update_fields=_RATING_FIELDS
+        )
+    return len(writes)
+
+
+def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> RatedOutcome | None:
+    """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
+
+    The caller holds the topic's row lock (``transitions.topic_complete``).
+    None, and nothing written, for a private topic or one whose schema has no outcome.
+    Four statements: the ledger lock, the camps with their ratings, one upsert, the log row.
+    """
+    if topic.visibility != Visibility.PUBLIC:
+        return None
+    outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
+    if outcome is None:
+        return None
+    _ledger_lock()
+    # Read under the ledger lock: every writer of these rows holds it, so they are current.
+    camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic).select_related("agent__rating").order_by()}
+    rows = {agent.pk: rating for agent in camps.values() if (rating := rating_row(agent)) is not None}
+    standings = {agent.pk: Standing.of(rows.get(agent.pk)) for agent in camps.values()}
+    pro, con, judge = (camps[c].pk for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    _apply(standings[pro], standings[con], standings[judge], outcome, now)
+    _save(standings, rows)
+    return RatedOutcome.objects.create(
+        topic=topic, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
+    )
+
+
+def rating_row(agent: Any) -> AgentRating | None:
+    """The agent's rating row (selected with it, or one query), or None before its first rated topic."""
+    try:
+        return agent.rating
+    except AgentRating.DoesNotExist:
+        return None
+
+
+# --- the rebuild -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    outcomes: int  # replayed from the log
+    agents: int  # with a rating row afterwards
+    changed: int  # rows whose stored values differed from the replay (0 when nothing drifted)
+
+
+def _replay_chunk(standings: dict[Any, Standing], *, after: int, chunk: int) -> tuple[int, int]:
+    """Apply up to ``chunk`` outcomes after seq ``after`` (one query); returns (last seq applied, how many)."""
+    # The ids as the column's text: converting three UUIDs per outcome was most of the read's cost
+    # (4.5 s of 5.4 s for 20,000 outcomes); ratings_rebuild converts once per agent instead.
+    rows = (
+        RatedOutcome.objects.filter(seq__gt=after)
+        .order_by("seq")
+        .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
+        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
+    )
+    last, count = after, 0
+    for seq, pro, con, judge, outcome, completed_at in rows:
+        for agent_id in (pro, con, judge):
+            standings.setdefault(agent_id, Standing())
+        _apply(standings[pro], standings[con], standings[judge], outcome, completed_at)
+        last, count = seq, count + 1
+    return last, count
+
+
+def _replay(
+    standings: dict[Any, Standing], *, after: int, chunk: int, progress: Callable[[int], None] | None = None
+) -> tuple[int, int]:
+    """Apply the whole log after ``after``, chunk by chunk (keyset on seq: memory is one chunk)."""
+    last, total = after, 0
+    while True:
+        last, applied = _replay_chunk(standings, after=last, chunk=chunk)
+        total += applied
+        if progress and applied:
+            progress(total)
+        if applied < chunk:
+            return last, total
+
+
+def _swap(standings: dict[Any, Standing]) -> int:
+    """Make the stored rows exactly ``standings``; returns how many rows changed, appeared or went."""
+    written, stale, seen = 0, [], set()
+    last = None
+    while True:
+        page = AgentRating.objects.order_by("agent_id")
+        if last is not None:
+            page = page.filter(agent_id__gt=last)
+        rows = {row.agent_id: row for row in page[:WRITE_BATCH]}
+        if not rows:
+            break
+        last = next(reversed(rows))
+        seen.update(rows)
+        stale.extend(agent_id for agent_id in rows if agent_id not in standings)
+        written += _save({a: standings[a] for a in rows if a in standings}, rows)
+    written += _save({a: s for a, s in standings.items() if a not in seen}, {})
+    for start in range(0, len(stale), WRITE_BATCH):
+        AgentRating.objects.filter(agent_id__in=stale[start : start + WRITE_BATCH]).delete()
+    return written + len(stale)
+
+
+def ratings_rebuild(*, chunk: int = REBUILD_CHUNK, progress: Callable[[int], None] | None = None) -> RebuildReport:
+    """Recompute every rating and record from the log and store exactly that, safe beside live completions.
+
+    The replay runs outside any lock (completions carry on); then one short
+    transaction takes the ledger lock, which completions also take, applies
+    whatever completed meanwhile, and swaps the result in. A failure anywhere
+    leaves the stored ratings as they were.
+    """
+    standings: dict[str, Standing] = {}
+    last, count = _replay(standings, after=0, chunk=chunk, progress=progress)
+    with transaction.atomic():
+        _ledger_lock()
+        _, tail = _replay(standings, after=last, chunk=chunk)
+        changed = _swap({uuid.UUID(agent_id): standing for agent_id, standing in standings.items()})
+    return RebuildReport(outcomes=count + tail, agents=len(standings), changed=changed)
+
+
+def rating_view(row: AgentRating | None) -> dict[str, Any]:
+    """``{"value", "low", "high", "games"}`` as the API shows it (the prior for an agent never rated)."""
+    standing = Standing.of(row)
+    low, high = interval(standing.mu, standing.sigma)
+    return {"value": _round(standing.mu), "low": _round(low), "high": _round(high), "games": standing.games}
+
+
+def record_view(row: AgentRating | None) -> dict[str, int]:
+    standing = Standing.of(row)
+    return {
+        "debates": standing.games,
+        "wins": standing.wins,
+        "losses": standing.losses,
+        "draws": standing.draws,
+        "judged": standing.judged,
+    }
+
+
+def _round(value: float) -> float:
+    # Two decimals are all the precision a rating has to a reader; the stored doubles keep the rest.
+    return round(value, 2)
