@@ -45,19 +45,27 @@ def assert_inert(content: str) -> None:
     assert not re.search(r"(?<!\\)(`|\|\||~~)", without_ours), content
 
 
+def to_judging(topic, agents: dict, now) -> object:
+    """Open ``topic``, sign ``agents`` up for their camps, and walk it to judging; returns it locked.
+
+    Call inside a transaction: the caller posts the verdict under the same lock.
+    """
+    transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
+    for camp, agent in agents.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    locked = transitions.topic_lock(topic.pk)
+    transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
+    transitions.topic_start_debate(locked, now=now)
+    transitions.topic_end_debate(locked, now=now)
+    return locked
+
+
 def test_a_hostile_topic_and_verdict_reach_the_receiver_inert(fabric, make_topic, make_agent, now):
     schema = VerdictSchema.objects.create(name="anything", schema={"type": "object"}, description=HOSTILE)
     topic = make_topic(title=f"**Vote now** {MENTIONS} {LINKS}", summary=HOSTILE, verdict_schema=schema)
     agents = {camp: make_agent(name=f"{camp} {MENTIONS}\n# {LINKS}") for camp in ("pro", "con", "judge")}
     with transaction.atomic():
-        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
+        locked = to_judging(topic, agents, now)
         verdict = Verdict.objects.create(
             topic=locked,
             judge=agents["judge"],
@@ -108,14 +116,7 @@ def test_no_verdict_makes_the_completion_announcement_fail(fabric, make_topic, m
     topic = make_topic(title=f"Odd verdict: {case}")
     agents = {camp: make_agent(name=f"{camp}-{case}") for camp in ("pro", "con", "judge")}
     with transaction.atomic():
-        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
+        locked = to_judging(topic, agents, now)
         # The API refuses lone surrogates; a JSON column stores them escaped, so the announcement must survive them.
         verdict = Verdict.objects.create(
             topic=locked, judge=agents["judge"], verdict=ODD_VERDICTS[case], rationale="A long rationale. " * 500
@@ -137,14 +138,7 @@ def test_metadata_over_the_cap_is_truncated_with_a_marker(fabric, make_topic, ma
     topic = make_topic(title="Big verdict")
     agents = {camp: make_agent(name=f"{camp}-big") for camp in ("pro", "con", "judge")}
     with transaction.atomic():
-        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
+        locked = to_judging(topic, agents, now)
         verdict = Verdict.objects.create(
             topic=locked, judge=agents["judge"], verdict={"winner": "pro", "notes": "n" * 40_000}, rationale="Long."
         )
