@@ -294,3 +294,11 @@ def test_an_unacceptable_accept_header_is_not_acceptable(now):
 def test_odd_authorization_headers_are_authentication_failed(header):
     response = client().get("/api/topics/", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401 and response.json()["code"] == "authentication_failed"
+
+
+def test_a_blank_round_filter_is_a_field_error_not_no_filter(debating):
+    # The document says integer; DRF would read a blank optional form value as absent.
+    response = client().get(f"/api/topics/{debating.topic.pk}/arguments/?round=")
+    assert response.status_code == 400 and list(response.json()) == ["round"]
+    assert client().get(f"/api/topics/{debating.topic.pk}/arguments/?round=0").status_code == 200
+    assert client().get(f"/api/topics/{debating.topic.pk}/arguments/").status_code == 200

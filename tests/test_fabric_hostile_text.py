@@ -16,9 +16,9 @@ import pytest
 from django.db import transaction
 
 from fabric_bridge.delivery import deliver_due
-from fabric_bridge.models import Announcement, AnnouncementStatus
+from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from topics import transitions
-from topics.announcements import METADATA_MAX_BYTES
+from topics.announcements import METADATA_MAX_BYTES, build_payload
 from topics.models import Signup, Verdict, VerdictSchema
 
 pytestmark = pytest.mark.django_db
@@ -27,6 +27,7 @@ MENTIONS = "@everyone @here <@123456> <@!123456> <@&7890> <#4242> <!channel>"
 LINKS = "[free prize](https://evil.example/x) <https://evil.example> https://evil.example/y www.evil.example"
 LAYOUT = "line one\n# A heading\n```\ncode fence\n```\n> a quote\n- a list\n1. ordered\n===\n**bold** _it_ ||spoiler||"
 HOSTILE = f"{MENTIONS} {LINKS}\n{LAYOUT} &#64;everyone"
+CAMPS = ("pro", "con", "judge")
 
 
 def assert_inert(content: str) -> None:
@@ -45,27 +46,20 @@ def assert_inert(content: str) -> None:
     assert not re.search(r"(?<!\\)(`|\|\||~~)", without_ours), content
 
 
-def to_judging(topic, agents: dict, now) -> object:
-    """Open ``topic``, sign ``agents`` up for their camps, and walk it to judging; returns it locked.
-
-    Call inside a transaction: the caller posts the verdict under the same lock.
-    """
-    transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    locked = transitions.topic_lock(topic.pk)
-    transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-    transitions.topic_start_debate(locked, now=now)
-    transitions.topic_end_debate(locked, now=now)
-    return locked
-
-
 def test_a_hostile_topic_and_verdict_reach_the_receiver_inert(fabric, make_topic, make_agent, now):
     schema = VerdictSchema.objects.create(name="anything", schema={"type": "object"}, description=HOSTILE)
     topic = make_topic(title=f"**Vote now** {MENTIONS} {LINKS}", summary=HOSTILE, verdict_schema=schema)
-    agents = {camp: make_agent(name=f"{camp} {MENTIONS}\n# {LINKS}") for camp in ("pro", "con", "judge")}
+    # Names are at most 100 characters (MariaDB enforces it).
+    agents = {camp: make_agent(name=f"{camp} @everyone <@1> <#2>\n# [x](https://evil.example)") for camp in CAMPS}
     with transaction.atomic():
-        locked = to_judging(topic, agents, now)
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
+    for camp, agent in agents.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    with transaction.atomic():
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
         verdict = Verdict.objects.create(
             topic=locked,
             judge=agents["judge"],
@@ -111,17 +105,35 @@ ODD_VERDICTS = {
 }
 
 
-@pytest.mark.parametrize("case", list(ODD_VERDICTS))
-def test_no_verdict_makes_the_completion_announcement_fail(fabric, make_topic, make_agent, now, case):
-    topic = make_topic(title=f"Odd verdict: {case}")
-    agents = {camp: make_agent(name=f"{camp}-{case}") for camp in ("pro", "con", "judge")}
+def completed_topic(make_topic, make_agent, now, name: str):
+    """A topic completed by its judge, and that verdict; the announcements are queued."""
+    topic = make_topic(title=f"Odd verdict: {name}")
+    agents = {camp: make_agent(name=f"{camp}-{name}") for camp in CAMPS}
     with transaction.atomic():
-        locked = to_judging(topic, agents, now)
-        # The API refuses lone surrogates; a JSON column stores them escaped, so the announcement must survive them.
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
+    for camp, agent in agents.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    with transaction.atomic():
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
         verdict = Verdict.objects.create(
-            topic=locked, judge=agents["judge"], verdict=ODD_VERDICTS[case], rationale="A long rationale. " * 500
+            topic=locked, judge=agents["judge"], verdict={"winner": "pro"}, rationale="A long rationale. " * 500
         )
         transitions.topic_complete(locked, verdict=verdict, now=now)
+    return topic, verdict
+
+
+@pytest.mark.parametrize("case", list(ODD_VERDICTS))
+def test_no_verdict_makes_the_completion_announcement_fail(fabric, make_topic, make_agent, now, case):
+    topic, verdict = completed_topic(make_topic, make_agent, now, case)
+    # The message is built from the verdict as the judge sent it. (The API refuses lone surrogates,
+    # and MariaDB's JSON check refuses to store them, so that case is built in memory only.)
+    verdict.verdict = ODD_VERDICTS[case]
+    Announcement.objects.filter(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED).update(
+        payload=build_payload(topic, AnnouncementKind.TOPIC_COMPLETED, verdict=verdict)
+    )
 
     assert deliver_due(now=now) == 2
     assert set(Announcement.objects.values_list("status", flat=True)) == {AnnouncementStatus.SENT}
@@ -129,20 +141,17 @@ def test_no_verdict_makes_the_completion_announcement_fail(fabric, make_topic, m
     metadata = body.json["metadata"]
     assert metadata["kind"] == "topic_completed" and metadata["topic_id"] == str(topic.id)
     assert len(json.dumps(metadata, ensure_ascii=False, separators=(",", ":")).encode()) <= METADATA_MAX_BYTES
-    body.body.decode("utf-8")  # valid UTF-8 all the way: no surrogate escapes reached the wire
-    assert "\\ud8" not in body.body.decode() and "\\udf" not in body.body.decode()
+    text = body.body.decode("utf-8")  # valid UTF-8 all the way
+    assert "\\ud8" not in text and "\\udf" not in text  # and no surrogate escapes in the JSON either
     assert len(body.json["content"]) < 4_000  # still a chat message
 
 
 def test_metadata_over_the_cap_is_truncated_with_a_marker(fabric, make_topic, make_agent, now):
-    topic = make_topic(title="Big verdict")
-    agents = {camp: make_agent(name=f"{camp}-big") for camp in ("pro", "con", "judge")}
-    with transaction.atomic():
-        locked = to_judging(topic, agents, now)
-        verdict = Verdict.objects.create(
-            topic=locked, judge=agents["judge"], verdict={"winner": "pro", "notes": "n" * 40_000}, rationale="Long."
-        )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+    topic, verdict = completed_topic(make_topic, make_agent, now, "big")
+    verdict.verdict = {"winner": "pro", "notes": "n" * 40_000}
+    Announcement.objects.filter(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED).update(
+        payload=build_payload(topic, AnnouncementKind.TOPIC_COMPLETED, verdict=verdict)
+    )
     deliver_due(now=now)
     metadata = next(r.json for r in fabric.requests() if r.json["metadata"]["kind"] == "topic_completed")["metadata"]
     assert metadata["truncated"] == ["verdict"]

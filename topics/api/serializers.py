@@ -120,9 +120,21 @@ class TopicListQuery(serializers.Serializer):
     )
 
 
+class QueryInteger(serializers.IntegerField):
+    """An integer query parameter: ``?round=`` is not a number, so a 400, not "no filter".
+
+    (DRF reads a blank form value of an optional field as absent; the OpenAPI document says integer.)
+    """
+
+    def get_value(self, dictionary: Any) -> Any:
+        if dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 class TranscriptQuery(serializers.Serializer):
     # Bounded so a huge number never reaches the database driver (SQLite overflows past 2**63).
-    round = serializers.IntegerField(required=False, min_value=0, max_value=100_000)
+    round = QueryInteger(required=False, min_value=0, max_value=100_000)
 
 
 # --- output ---------------------------------------------------------------
