@@ -28,10 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dialectic import db
 from fabric_bridge import config as fabric_config
 from fabric_bridge.delivery import deliver_due
 from topics import rules, transitions
@@ -120,6 +121,7 @@ class Ticker:
     def run_pass(self) -> int:
         """Drain everything due, then deliver announcements. Returns the number of transitions made."""
         started = time.monotonic()
+        lost_before = db.retries.count
         self._skip = set()
         counts: dict[str, int] = {}
         while not self.stopping:
@@ -136,13 +138,16 @@ class Ticker:
         delivered = 0
         if not self.stopping:
             delivered = deliver_due(now=self.clock(), should_stop=lambda: self.stopping)
-        if total or delivered or self._skip:
+        # Races lost and retried (db.run_in_transaction), by this pass's transitions and deliveries.
+        lost = db.retries.count - lost_before
+        if total or delivered or self._skip or lost:
             detail = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
             logger.info(
-                "pass: %d transitions (%s), %d skipped, %d announcements attempted in %.2fs",
+                "pass: %d transitions (%s), %d skipped, %d lost races retried, %d announcements attempted in %.2fs",
                 total,
                 detail or "none",
                 len(self._skip),
+                lost,
                 delivered,
                 time.monotonic() - started,
             )
@@ -329,15 +334,21 @@ class Ticker:
         leaves ``pending`` either way.
         """
         topic: Topic | None = None
+
+        def attempt() -> bool | None:
+            # Rerun from the claim when the database says this ticker lost a race (another ticker,
+            # on another Galera node, moved the topic first): the rerun finds it no longer due.
+            nonlocal topic
+            topic = transitions.topic_lock_any(claimable)
+            if topic is None:
+                return None
+            with guard:
+                if topic.pk in pending:
+                    pending.remove(topic.pk)
+            return apply(topic, now) is not False
+
         try:
-            with transaction.atomic(durable=True):
-                topic = transitions.topic_lock_any(claimable)
-                if topic is None:
-                    return None
-                with guard:
-                    if topic.pk in pending:
-                        pending.remove(topic.pk)
-                return apply(topic, now) is not False
+            return db.run_in_transaction(attempt, durable=True, label=f"ticker {name}")
         except transitions.StaleTopic:
             # Another writer changed the row between our read and our write; nothing to do.
             logger.info("topic %s: %s skipped, changed concurrently", topic.pk, name)

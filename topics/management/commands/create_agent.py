@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
+from dialectic.db import run_in_transaction
 from topics.models import Agent
 from topics.tokens import token_issue
 
@@ -30,10 +31,13 @@ class Command(BaseCommand):
             raise CommandError(f"NAME is longer than {max_name} characters.")
         if len(owner) > max_owner:
             raise CommandError(f"--owner is longer than {max_owner} characters.")
+
+        def create() -> tuple[Agent, str]:
+            agent = Agent.objects.create(name=name, owner=owner)
+            return agent, token_issue(agent=agent)
+
         try:
-            with transaction.atomic():
-                agent = Agent.objects.create(name=name, owner=owner)
-                token = token_issue(agent=agent)
+            agent, token = run_in_transaction(create, label="create_agent")
         except IntegrityError:
             raise CommandError(f"An agent named {name!r} already exists.") from None
         self.stdout.write(f"Created agent {agent.name} ({agent.id}){f', owner {owner}' if owner else ''}.")
