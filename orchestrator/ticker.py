@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -82,6 +83,8 @@ class Ticker:
         # Topic ids to leave alone for the rest of the pass: their transition
         # failed (logged; retried next pass) or lost a race.
         self._skip: set[Any] = set()
+        # The order a Galera ticker works a batch in; not ``rng``, whose draws are the allocator's.
+        self._order = random.Random()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -254,6 +257,13 @@ class Ticker:
                 rows = rows.filter(Q(**{f"{due_field}__gt": after[0]}) | Q(**{due_field: after[0], "pk__gt": after[1]}))
             batch = list(rows.order_by(due_field, "pk").values_list(due_field, "pk", topic_field)[: self.batch_size])
             pending = list(dict.fromkeys(topic_id for _, _, topic_id in batch if topic_id not in self._skip))
+            if settings.DATABASE_GALERA:
+                # SKIP LOCKED sees only this node's locks: tickers on other nodes walking the
+                # batch in the same order would claim the same topics at the same instant and
+                # all but one lose at certification. In an order of its own, each mostly works
+                # on topics the others are not touching (the batch is all due; order inside it
+                # does not matter).
+                self._order.shuffle(pending)
 
             def claimable(now: datetime, window: list) -> QuerySet[Topic]:
                 if claim is not None:

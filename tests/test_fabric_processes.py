@@ -14,7 +14,7 @@ from fabric_bridge.models import Announcement, AnnouncementStatus
 from tests.fabric_server import FabricServer, Reply, fabric_env, seed_announcements
 from tests.support import ManageProcess, child_env, wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 ATTEMPTED = re.compile(r"(\d+) announcements attempted")
 

@@ -21,7 +21,7 @@ from topics import transitions
 from topics.models import Agent, Round, Topic, TopicEvent
 from topics.tokens import token_issue
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
