@@ -19,8 +19,6 @@ from tests.orchestration import inconsistent_topics, seed_agents, seed_overdue_t
 from tests.support import ManageProcess, child_env, wait_for
 from topics.models import Camp, Topic, TopicStatus
 
-pytestmark = pytest.mark.concurrency
-
 TOPICS = 400
 S = TopicStatus
 
