@@ -15,6 +15,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from tests import galera
 from tests.sse_support import AsgiServer, SseReader
 from tests.support import ManageProcess, child_env, wait_for
 from topics import transitions
@@ -26,7 +27,12 @@ pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock(), AsgiServer() as one, AsgiServer() as two:
+    # On a Galera cluster the servers read from nodes 2 and 3 while the test writes through node 1.
+    with (
+        django_db_blocker.unblock(),
+        AsgiServer(env=galera.spread_env(1)) as one,
+        AsgiServer(env=galera.spread_env(2)) as two,
+    ):
         one.wait_ready()
         two.wait_ready()
         yield one, two
