@@ -8,7 +8,7 @@ import pytest
 from django.db import OperationalError, connection, transaction
 
 from dialectic import db
-from topics.models import Agent
+from topics.models import Agent, Topic
 
 LOST = OperationalError(db.ER_LOCK_DEADLOCK, "Deadlock found when trying to get lock; try restarting transaction")
 
@@ -150,3 +150,54 @@ def test_a_real_deadlock_between_two_transactions_ends_with_both_committed():
     assert db.retries.count - before == 1
     owners = set(Agent.objects.values_list("owner", flat=True))
     assert owners == {f"ab-{results['ab']}", f"ba-{results['ba']}"}
+
+
+def lose_first_lock(monkeypatch) -> list:
+    """The first ``topic_lock_any``/``topic_lock`` of the test loses a race, as on another Galera node."""
+    from topics import transitions
+
+    calls: list = []
+    for name in ("topic_lock", "topic_lock_any"):
+        real = getattr(transitions, name)
+
+        def lock(*args, _real=real, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OperationalError(*LOST.args)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(transitions, name, lock)
+    return calls
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_signup_whose_first_attempt_lost_answers_201_not_503(monkeypatch, make_topic):
+    from tests.api_support import player
+
+    topic = make_topic(status="signup_open")
+    me = player()
+    calls = lose_first_lock(monkeypatch)
+    answer = me.client().post(f"/api/topics/{topic.pk}/signups/", {"camp": "pro"}, format="json")
+    assert answer.status_code == 201, answer.content
+    assert len(calls) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ticker_retries_a_lost_transition_within_the_pass_and_counts_it(monkeypatch, make_topic, now, caplog):
+    import random
+    from datetime import timedelta
+
+    from orchestrator.ticker import Ticker
+    from topics.models import TopicStatus
+
+    topics = [make_topic(start=now - timedelta(seconds=i), title=f"due {i}") for i in range(1, 4)]
+    lose_first_lock(monkeypatch)
+    with caplog.at_level("INFO"):
+        Ticker(rng=random.Random(1), workers=1).run_pass()
+    # Nothing was skipped: every due topic opened in this very pass.
+    assert set(Topic.objects.filter(pk__in=[t.pk for t in topics]).values_list("status", flat=True)) == {
+        TopicStatus.SIGNUP_OPEN
+    }
+    (summary,) = [m for m in caplog.messages if m.startswith("pass: ")]
+    assert "3 transitions (open_signups 3), 0 skipped, 1 lost races retried" in summary
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
