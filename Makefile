@@ -59,7 +59,8 @@ bench-sse: install
 
 # Ticker throughput per transition, 5,000 due topics each: one ticker, then two side by side
 # (docs/orchestrator.md). MariaDB database dlc_bench unless DATABASE_URL says otherwise.
-# ARGS="--topics 1000 --tickers 4" to vary it.
+# ARGS="--topics 1000 --tickers 4" to vary it; ARGS="--galera --tickers 3 --topics 600" with GALERA_NODES
+# set (scripts/galera-cluster env) compares 3 tickers on one Galera node with one per node.
 bench-ticker: install
 	$(BIN)/python bench/bench_ticker.py $(ARGS)
 

@@ -20,6 +20,12 @@ rest of the wall time is waiting for the database, which shares the machine). Ph
 each step in two forked processes released together; topics/s is all topics
 over the wall time until both finish. After each phase every topic is
 checked for consistency (status, events, camps, rounds, announcements).
+
+Galera mode (``--galera``, with ``GALERA_NODES`` from ``scripts/galera-cluster
+env``; the bench's database is created on the first node): phase 2 twice,
+``--tickers`` tickers all on the first node, then one per node, with the
+races each lost and retried (``dialectic.db``) per transition made; then the
+cost of ``wsrep_sync_wait=1`` (``DATABASE_GALERA``) on a point read.
 """
 
 from __future__ import annotations
@@ -129,44 +135,97 @@ def phase_one(topics: int, workers: int) -> dict[str, float]:
     return rates
 
 
-def _worker(step: str, workers: int, barrier, results) -> None:
+def _worker(step: str, workers: int, barrier, results, port: int | None) -> None:
     from django.db import connection, connections
 
+    from dialectic import db
     from orchestrator.ticker import Ticker
 
+    if port is not None:
+        # This ticker's node: every connection of this process (its worker threads' too) goes there.
+        connections.settings["default"]["PORT"] = port
+        connection.settings_dict["PORT"] = port
     ticker = Ticker(workers=workers)
     connection.ensure_connection()  # connect before the start line, not on the clock
     barrier.wait()
-    done = getattr(ticker, step)()
+    lost_before = db.retries.count
+    # Until the step finds nothing, as a pass repeats it: a window whose rows were all locked by
+    # the other tickers at the instant of the claim is left to them, and is picked up here if
+    # they did not take it after all.
+    done = 0
+    while found := getattr(ticker, step)():
+        done += found
     connections.close_all()
-    results.put(done)
+    results.put((done, db.retries.count - lost_before))
 
 
-def phase_two(topics: int, tickers: int, threads: int) -> dict[str, float]:
+def phase_two(topics: int, tickers: int, threads: int, *, ports: list[int] | None = None) -> dict[str, float]:
     from django.db import connections
 
     topic_ids = reseed(topics)
     connections.close_all()  # forked children must not share the parent's socket
     ctx = multiprocessing.get_context("fork")
     rates = {}
-    print(f"\n{tickers} tickers side by side (separate processes), {topics} due topics per transition")
-    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9}  split")
+    where = f" on ports {', '.join(map(str, ports))}" if ports else ""
+    print(f"\n{tickers} tickers side by side (separate processes{where}), {topics} due topics per transition")
+    print(f"  {'transition':44} {'topics':>6} {'seconds':>8} {'topics/s':>9} {'retries/transition':>18}  split")
     for name, label in STEPS:
         barrier, results = ctx.Barrier(tickers + 1), ctx.Queue()
-        workers = [ctx.Process(target=_worker, args=(name, threads, barrier, results)) for _ in range(tickers)]
+        workers = [
+            ctx.Process(target=_worker, args=(name, threads, barrier, results, ports[i] if ports else None))
+            for i in range(tickers)
+        ]
         for worker in workers:
             worker.start()
         barrier.wait()
         started = time.perf_counter()
-        split = [results.get(timeout=600) for _ in workers]
+        outcomes = [results.get(timeout=600) for _ in workers]
         elapsed = time.perf_counter() - started
         for worker in workers:
             worker.join()
-        done = sum(split)
+        split = [done for done, _ in outcomes]
+        done, lost = sum(split), sum(lost for _, lost in outcomes)
         rates[name] = done / elapsed
-        print(f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f}  {'+'.join(map(str, split))}")
+        print(
+            f"  {label:44} {done:6d} {elapsed:8.2f} {rates[name]:9.0f} {lost / max(done, 1):18.3f}  "
+            f"{'+'.join(map(str, split))}"
+        )
     check(topic_ids)
     return rates
+
+
+def galera_nodes() -> list[int]:
+    """The ports of GALERA_NODES (scripts/galera-cluster env)."""
+    import environ
+
+    urls = [url for url in os.environ.get("GALERA_NODES", "").split(",") if url]
+    if len(urls) < 2:
+        raise SystemExit('--galera needs GALERA_NODES (eval "export $(scripts/galera-cluster env)")')
+    return [int(environ.Env.db_url_config(url)["PORT"]) for url in urls]
+
+
+def sync_wait_cost(port: int, reads: int = 2000) -> None:
+    """What wsrep_sync_wait=1 adds to a point read on another node than the writer's, idle and under writes."""
+    import MySQLdb
+    from django.db import connection
+
+    config = connection.settings_dict
+    conn = MySQLdb.connect(
+        host="127.0.0.1", port=port, user=config["USER"], password=config["PASSWORD"], database=config["NAME"]
+    )
+    cursor = conn.cursor()
+    print(f"\nwsrep_sync_wait on a point read (node on port {port}, {reads} reads each, median of 5 runs)")
+    for level in (0, 1):
+        cursor.execute(f"SET SESSION wsrep_sync_wait={level}")
+        runs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(reads // 5):
+                cursor.execute("SELECT status FROM topics_topic WHERE id = %s", ("0" * 32,))
+                cursor.fetchall()
+            runs.append((time.perf_counter() - started) * 1e6 / (reads // 5))
+        print(f"  wsrep_sync_wait={level}: {sorted(runs)[2]:7.0f} µs per read")
+    conn.close()
 
 
 def describe_machine() -> None:
@@ -192,7 +251,17 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="worker threads per ticker (default: the ticker's own, WORKERS)"
     )
+    parser.add_argument(
+        "--galera",
+        action="store_true",
+        help="on the GALERA_NODES cluster: --tickers tickers on one node, then spread over the nodes",
+    )
     args = parser.parse_args()
+    if args.galera:
+        ports = galera_nodes()
+        first = os.environ["GALERA_NODES"].split(",")[0].rsplit("/", 1)[0]
+        os.environ["DATABASE_URL"] = f"{first}/dlc_bench"
+        os.environ["DATABASE_GALERA"] = "1"
 
     create_mysql_database(os.environ["DATABASE_URL"])  # the bench's own database, never anyone's data
     setup_django()
@@ -203,6 +272,18 @@ def main() -> None:
     from orchestrator.ticker import WORKERS
 
     workers = WORKERS if args.workers is None else args.workers
+    if args.galera:
+        one_node = phase_two(args.topics, args.tickers, workers, ports=[ports[0]] * args.tickers)
+        spread = phase_two(
+            args.topics, args.tickers, workers, ports=[ports[i % len(ports)] for i in range(args.tickers)]
+        )
+        sync_wait_cost(ports[-1])
+        print(
+            f"\nsummary: {args.tickers} tickers on one node {min(one_node.values()):.0f} to "
+            f"{max(one_node.values()):.0f} topics/s; spread over {len(ports)} nodes "
+            f"{min(spread.values()):.0f} to {max(spread.values()):.0f} topics/s"
+        )
+        return
     one = phase_one(args.topics, workers)
     many = phase_two(args.topics, args.tickers, workers)
     simple = [rate for name, rate in one.items() if name != "close_signups"]

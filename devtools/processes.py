@@ -289,7 +289,7 @@ class Stack:
         """The web process's stream counters (needs ``SSE_STATS_ENABLED``, as ``stream_server`` sets)."""
         return requests.get(f"{self.base_url}/api/_stream/stats/", timeout=5).json()
 
-    def logs(self, tail: int = 2000) -> str:
+    def logs(self, tail: int | None = 2000) -> str:
         """Every child's exit code and output so far, for failure messages."""
         return "\n".join(child.describe(tail=tail) for child in self.children)
 

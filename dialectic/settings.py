@@ -106,6 +106,8 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 # SQLite is the embedded default; MySQL/MariaDB is production.
 _db = env_db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+# DATABASE_URL names one node of a MariaDB Galera cluster (multi-primary; docs/deploy.md).
+DATABASE_GALERA = env_bool("DATABASE_GALERA", default=False)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _name = _db.get("NAME") or str(BASE_DIR / "db.sqlite3")
     if _name != ":memory:" and not Path(_name).is_absolute():
@@ -123,9 +125,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so tests can share it with ticker and server subprocesses.
     _db["TEST"] = {"NAME": str(Path(_name).with_name(Path(_name).stem + "-test.sqlite3"))}
 else:
+    # On a Galera cluster a node applies other nodes' commits asynchronously, after
+    # certification: wsrep_sync_wait=1 makes each read wait until this node has applied
+    # everything committed anywhere before it started, so an agent that wrote through one
+    # node reads its write through any other (docs/deploy.md, "Multi-primary").
+    _session = "sql_mode='STRICT_TRANS_TABLES'"
+    if DATABASE_GALERA:
+        _session += ", SESSION wsrep_sync_wait=1"
     _db["OPTIONS"] = {
         "charset": "utf8mb4",
-        "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+        "init_command": f"SET SESSION {_session}",
         "isolation_level": "read committed",
         **_db.get("OPTIONS", {}),
     }

@@ -34,9 +34,10 @@ from uuid import UUID
 
 import requests
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
+from dialectic.db import run_in_transaction
 from fabric_bridge.client import FabricClient, Outcome, SendResult
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementStatus
@@ -140,8 +141,9 @@ def claim_lease(client: FabricClient) -> timedelta:
 def claim_due(*, now: datetime, lease: timedelta, limit: int) -> list[Claim]:
     """Claim up to ``limit`` due rows for this process, oldest due first. Commits before returning."""
     lease_until = now + lease
-    claims: list[Claim] = []
-    with transaction.atomic(durable=True):
+
+    def claim() -> list[Claim]:
+        claims: list[Claim] = []
         # Uses announcement_due_idx (status, next_attempt_at).
         due = Announcement.objects.filter(status=AnnouncementStatus.PENDING, next_attempt_at__lte=now).order_by(
             "next_attempt_at", "id"
@@ -177,18 +179,24 @@ def claim_due(*, now: datetime, lease: timedelta, limit: int) -> list[Claim]:
                     previous_next_attempt_at=row["next_attempt_at"],
                 )
             )
-    return claims
+        return claims
+
+    # Rerun whole (db.run_in_transaction) when another ticker's claim of the same rows wins.
+    return run_in_transaction(claim, durable=True, label="outbox claim")
 
 
 def release(claims: list[Claim]) -> None:
     """Hand unsent claims back as they were, so they keep their place in the queue."""
     for claim in claims:
-        Announcement.objects.filter(
-            pk=claim.id,
-            status=AnnouncementStatus.PENDING,
-            attempts=claim.attempts,
-            next_attempt_at=claim.lease_until,
-        ).update(attempts=claim.attempts - 1, next_attempt_at=claim.previous_next_attempt_at)
+        run_in_transaction(
+            lambda claim=claim: Announcement.objects.filter(
+                pk=claim.id,
+                status=AnnouncementStatus.PENDING,
+                attempts=claim.attempts,
+                next_attempt_at=claim.lease_until,
+            ).update(attempts=claim.attempts - 1, next_attempt_at=claim.previous_next_attempt_at),
+            label="outbox release",
+        )
 
 
 def record_outcome(claim: Claim, result: SendResult, *, now: datetime) -> str:
@@ -208,9 +216,12 @@ def record_outcome(claim: Claim, result: SendResult, *, now: datetime) -> str:
         delay = retry_delay(claim.attempts, retry_after=result.retry_after)
         updates = {"next_attempt_at": now + delay, "last_error": _truncate(result.error)}
         logger.warning("%s: %s; retrying in %.0fs", label, result.error, delay.total_seconds())
-    recorded = Announcement.objects.filter(
-        pk=claim.id, status=AnnouncementStatus.PENDING, attempts=claim.attempts
-    ).update(**updates)
+    recorded = run_in_transaction(
+        lambda: Announcement.objects.filter(
+            pk=claim.id, status=AnnouncementStatus.PENDING, attempts=claim.attempts
+        ).update(**updates),
+        label="outbox outcome",
+    )
     if recorded != 1:
         # Our lease ran out and another ticker took the row over (or staff reset it): its result stands.
         logger.warning("%s: outcome not recorded, the row was claimed again meanwhile", label)

@@ -6,11 +6,13 @@ import logging
 from datetime import datetime
 from uuid import UUID
 
+from dialectic.db import write_transaction
 from fabric_bridge.models import Announcement, AnnouncementStatus
 
 logger = logging.getLogger("fabric_bridge")
 
 
+@write_transaction
 def announcement_retry_now(*, announcement_id: UUID, now: datetime) -> bool:
     """Make a pending or dead announcement due at ``now``; False when there is nothing to retry (sent or gone).
 

@@ -28,10 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.conf import settings
+from django.db import close_old_connections, connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dialectic import db
 from fabric_bridge import config as fabric_config
 from fabric_bridge.delivery import deliver_due
 from topics import rules, transitions
@@ -81,6 +83,8 @@ class Ticker:
         # Topic ids to leave alone for the rest of the pass: their transition
         # failed (logged; retried next pass) or lost a race.
         self._skip: set[Any] = set()
+        # The order a Galera ticker works a batch in; not ``rng``, whose draws are the allocator's.
+        self._order = random.Random()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class Ticker:
     def run_pass(self) -> int:
         """Drain everything due, then deliver announcements. Returns the number of transitions made."""
         started = time.monotonic()
+        lost_before = db.retries.count
         self._skip = set()
         counts: dict[str, int] = {}
         while not self.stopping:
@@ -136,13 +141,16 @@ class Ticker:
         delivered = 0
         if not self.stopping:
             delivered = deliver_due(now=self.clock(), should_stop=lambda: self.stopping)
-        if total or delivered or self._skip:
+        # Races lost and retried (db.run_in_transaction), by this pass's transitions and deliveries.
+        lost = db.retries.count - lost_before
+        if total or delivered or self._skip or lost:
             detail = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
             logger.info(
-                "pass: %d transitions (%s), %d skipped, %d announcements attempted in %.2fs",
+                "pass: %d transitions (%s), %d skipped, %d lost races retried, %d announcements attempted in %.2fs",
                 total,
                 detail or "none",
                 len(self._skip),
+                lost,
                 delivered,
                 time.monotonic() - started,
             )
@@ -249,6 +257,13 @@ class Ticker:
                 rows = rows.filter(Q(**{f"{due_field}__gt": after[0]}) | Q(**{due_field: after[0], "pk__gt": after[1]}))
             batch = list(rows.order_by(due_field, "pk").values_list(due_field, "pk", topic_field)[: self.batch_size])
             pending = list(dict.fromkeys(topic_id for _, _, topic_id in batch if topic_id not in self._skip))
+            if settings.DATABASE_GALERA:
+                # SKIP LOCKED sees only this node's locks: tickers on other nodes walking the
+                # batch in the same order would claim the same topics at the same instant and
+                # all but one lose at certification. In an order of its own, each mostly works
+                # on topics the others are not touching (the batch is all due; order inside it
+                # does not matter).
+                self._order.shuffle(pending)
 
             def claimable(now: datetime, window: list) -> QuerySet[Topic]:
                 if claim is not None:
@@ -329,15 +344,21 @@ class Ticker:
         leaves ``pending`` either way.
         """
         topic: Topic | None = None
+
+        def attempt() -> bool | None:
+            # Rerun from the claim when the database says this ticker lost a race (another ticker,
+            # on another Galera node, moved the topic first): the rerun finds it no longer due.
+            nonlocal topic
+            topic = transitions.topic_lock_any(claimable)
+            if topic is None:
+                return None
+            with guard:
+                if topic.pk in pending:
+                    pending.remove(topic.pk)
+            return apply(topic, now) is not False
+
         try:
-            with transaction.atomic(durable=True):
-                topic = transitions.topic_lock_any(claimable)
-                if topic is None:
-                    return None
-                with guard:
-                    if topic.pk in pending:
-                        pending.remove(topic.pk)
-                return apply(topic, now) is not False
+            return db.run_in_transaction(attempt, durable=True, label=f"ticker {name}")
         except transitions.StaleTopic:
             # Another writer changed the row between our read and our write; nothing to do.
             logger.info("topic %s: %s skipped, changed concurrently", topic.pk, name)

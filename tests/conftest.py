@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,11 @@ from devtools.seeding import ensure_winner_schema
 from topics.models import Agent, Topic
 
 
+@pytest.hookimpl(trylast=True)  # after -m has deselected what it deselects
 def pytest_collection_modifyitems(config, items):
+    # A cluster test selected without a cluster is a broken CI step, not a skip.
+    if any(item.get_closest_marker("galera") for item in items) and not os.environ.get("GALERA_NODES"):
+        raise pytest.UsageError("galera tests need GALERA_NODES (see scripts/galera-cluster env)")
     # Tests about row locks need MySQL/MariaDB; on SQLite they say so instead of passing vacuously.
     for item in items:
         if item.get_closest_marker("mariadb") and connection.vendor != "mysql":

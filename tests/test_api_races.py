@@ -12,7 +12,7 @@ from devtools.seeding import ensure_winner_schema
 from tests.api_support import Player, player, stage_topic
 from topics.models import Argument, Signup, TopicStatus, Verdict
 
-pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.mariadb, pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 ROUNDS = 5  # separate topics, so a lucky interleaving cannot hide a bug
 

@@ -16,7 +16,7 @@ from devtools.seeding import seed_announcements
 from fabric_bridge.config import REQUIRED
 from fabric_bridge.models import Announcement, AnnouncementStatus
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 ATTEMPTED = re.compile(r"(\d+) announcements attempted")
 

@@ -18,19 +18,23 @@ from django.utils import timezone
 from devtools.environments import child_env
 from devtools.processes import FAST_STREAMS, ChildProcess, Stack, wait_for
 from devtools.sse_client import SseReader
+from tests import galera
 from topics import transitions
 from topics.models import Agent, Round, Topic, TopicEvent
 from topics.tokens import token_issue
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.concurrency, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
 def servers(django_db_setup, django_db_blocker):
-    """Two web servers as the Procfile runs them (no ticker: the ``ticker`` fixture adds one)."""
+    """Two web servers as the Procfile runs them (no ticker: the ``ticker`` fixture adds one).
+
+    On a Galera cluster they read from nodes 2 and 3 while the test writes through node 1.
+    """
     with django_db_blocker.unblock():
-        env = child_env(FAST_STREAMS)
-    one, two = (Stack(env=env, ticker=False, graceful_timeout=1) for _ in range(2))
+        envs = [galera.spread_env(i, FAST_STREAMS) for i in (1, 2)]
+    one, two = (Stack(env=env, ticker=False, graceful_timeout=1) for env in envs)
     try:
         one.launch()
         two.launch()  # both boot at once

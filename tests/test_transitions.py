@@ -70,14 +70,17 @@ def sign_up(topic, agents, prefs):
 # --- created → signup_open ----------------------------------------------------
 
 
-def test_signup_opens_at_its_time_and_queues_the_announcement(make_topic, clock, ticker, fabric_on, caplog, now):
+def test_signup_opens_at_its_time_and_queues_the_announcement(
+    make_topic, clock, ticker, fabric_on, caplog, now, django_capture_on_commit_callbacks
+):
     topic = make_topic(opens_in=timedelta(hours=1))
     assert ticker.open_signups() == 0
     clock.move_to(topic.signup_open_at - SECOND)
     assert ticker.open_signups() == 0
 
     clock.move_to(topic.signup_open_at)
-    with caplog.at_level("INFO", logger="topics.transitions"):
+    # The line is logged once the transaction commits (here: the test's own, never committed).
+    with caplog.at_level("INFO", logger="topics.transitions"), django_capture_on_commit_callbacks(execute=True):
         assert ticker.open_signups() == 1
     topic.refresh_from_db()
     assert topic.status == S.SIGNUP_OPEN

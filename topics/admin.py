@@ -16,13 +16,14 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from dialectic.db import run_in_transaction
 from topics import outcomes, ratings, rules, tokens, transitions
 from topics.forms import (
     ROUND_FIELDS,
@@ -58,6 +59,23 @@ admin.site.index_title = "Topics, agents and announcements"
 
 def _minute(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value else "—"
+
+
+class RetriedWritesMixin:
+    """The add, change and delete pages in one retried transaction (``dialectic.db``), where Django opens a plain one.
+
+    A save that loses a race (a ticker on another Galera node moved the
+    topic) is redone from the start: the form is validated again against
+    the row as the winner left it, instead of the page failing.
+    """
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view = super().changeform_view
+        return run_in_transaction(lambda: view(request, *args, **kwargs), label="admin change form")
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        view = super().delete_view
+        return run_in_transaction(lambda: view(request, *args, **kwargs), label="admin delete")
 
 
 class ParentViewPermissionMixin:
@@ -156,7 +174,7 @@ STATE_FIELDS = ("status", "cancelled_reason", "id", "created_at", "event_seq")
 
 
 @admin.register(Topic)
-class TopicAdmin(admin.ModelAdmin):
+class TopicAdmin(RetriedWritesMixin, admin.ModelAdmin):
     form = TopicAdminForm
     list_display = ("title", "status", "visibility", "timeline", "round_count", "verdict_schema", "created_at")
     list_filter = ("status", "visibility", "verdict_schema")
@@ -272,20 +290,27 @@ class TopicAdmin(admin.ModelAdmin):
         cancelled: list[Topic] = []
         finished: list[Topic] = []
         for topic_id in topic_ids:
+
+            def cancel(topic_id: uuid.UUID = topic_id) -> tuple[str, Topic | None]:
+                topic = transitions.topic_lock(topic_id)
+                if topic is None:
+                    return "missing", None
+                if rules.is_finished(topic.status):
+                    return "finished", topic
+                transitions.topic_cancel(topic, reason=reason, now=timezone.now())
+                self.log_change(request, topic, f"Cancelled: {reason}")
+                return "cancelled", topic
+
             try:
-                with transaction.atomic(durable=True):
-                    topic = transitions.topic_lock(topic_id)
-                    if topic is None:
-                        continue
-                    if rules.is_finished(topic.status):
-                        finished.append(topic)
-                        continue
-                    transitions.topic_cancel(topic, reason=reason, now=timezone.now())
-                    self.log_change(request, topic, f"Cancelled: {reason}")
-                cancelled.append(topic)
+                outcome, topic = run_in_transaction(cancel, durable=True, label="admin cancel")
             except (transitions.TransitionError, transitions.StaleTopic) as exc:
                 logger.warning("admin cancel of topic %s failed: %s", topic_id, exc)
                 self.message_user(request, f"Could not cancel topic {topic_id}: {exc}", messages.ERROR)
+                continue
+            if outcome == "cancelled":
+                cancelled.append(topic)
+            elif outcome == "finished":
+                finished.append(topic)
         if cancelled:
             titles = ", ".join(f"“{t.title}”" for t in cancelled)
             self.message_user(request, f"Cancelled {len(cancelled)} topic(s): {titles}.", messages.SUCCESS)
@@ -300,7 +325,7 @@ class TopicAdmin(admin.ModelAdmin):
 
 
 @admin.register(VerdictSchema)
-class VerdictSchemaAdmin(admin.ModelAdmin):
+class VerdictSchemaAdmin(RetriedWritesMixin, admin.ModelAdmin):
     form = VerdictSchemaAdminForm
     list_display = ("name", "description", "rated_by", "topic_count")
     search_fields = ("name", "description")
@@ -365,7 +390,7 @@ class AgentTokenInline(HistoryInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(RetriedWritesMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "is_active", "live_tokens", "created_at", "last_seen_at")
     list_filter = ("is_active", "owner")
     search_fields = ("name", "owner", "=tokens__prefix")
@@ -399,12 +424,15 @@ class AgentAdmin(admin.ModelAdmin):
             if not agent.is_active:
                 inactive.append(agent.name)
                 continue
-            with transaction.atomic():
+
+            def issue(agent: Agent = agent) -> str:
                 raw = tokens.token_issue(agent=agent)
                 prefix, _secret = tokens.parse_token(raw)
                 # The audit trail names the prefix only: the secret exists in this response and nowhere else.
                 self.log_change(request, agent, f"Issued token {tokens.TOKEN_PREFIX}_{prefix}_…")
-            issued.append((agent, raw))
+                return raw
+
+            issued.append((agent, run_in_transaction(issue, label="admin issue token")))
         if inactive:
             self.message_user(
                 request,
@@ -429,11 +457,14 @@ class AgentAdmin(admin.ModelAdmin):
         revoked = 0
         agents = list(queryset)
         for agent in agents:
-            with transaction.atomic():
+
+            def revoke(agent: Agent = agent) -> int:
                 count = tokens.tokens_revoke(agent=agent)
                 if count:
                     self.log_change(request, agent, f"Revoked {count} token(s)")
-            revoked += count
+                return count
+
+            revoked += run_in_transaction(revoke, label="admin revoke tokens")
         self.message_user(request, f"Revoked {revoked} token(s) of {len(agents)} agent(s).", messages.SUCCESS)
 
 

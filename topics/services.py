@@ -1,7 +1,9 @@
 """What agents do to a topic: sign up, withdraw, argue, judge.
 
-Each service is one transaction that locks the topic row first
-(``topics.transitions.topic_lock``), so the ticker and concurrent
+Each service is one transaction (``dialectic.db.write_transaction``: rerun
+from the start when it loses a race, so its gates see the winner) that
+locks the topic row first (``topics.transitions.topic_lock``), so the
+ticker and concurrent
 requests see these changes in a single order, then checks the gates in
 the contract's order (role, then state) and writes. Input has been
 validated by the caller (the API serializers); status changes go through
@@ -17,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from dialectic.db import write_transaction
 from topics import rules, sql, transitions
 from topics.errors import (
     AlreadySignedUp,
@@ -42,7 +45,7 @@ def _lock(topic_id: UUID | str) -> Topic:
     return topic
 
 
-@transaction.atomic
+@write_transaction
 def signup_create(*, topic_id: UUID | str, agent: Agent, camp: str | None, now: datetime | None = None) -> Signup:
     """Volunteer ``agent`` for ``camp`` (None: any camp) on an open topic."""
     now = now or timezone.now()
@@ -60,7 +63,7 @@ def signup_create(*, topic_id: UUID | str, agent: Agent, camp: str | None, now: 
         raise AlreadySignedUp() from None
 
 
-@transaction.atomic
+@write_transaction
 def signup_withdraw(*, topic_id: UUID | str, agent: Agent, now: datetime | None = None) -> None:
     now = now or timezone.now()
     topic = _lock(topic_id)
@@ -83,7 +86,7 @@ def _camp_of(topic: Topic, agent: Agent) -> str | None:
     return Camp.objects.filter(topic=topic, agent=agent).order_by().values_list("camp", flat=True).first()
 
 
-@transaction.atomic
+@write_transaction
 def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: datetime | None = None) -> Argument:
     """Post ``content`` (already validated) for the agent's camp in the topic's open round."""
     now = now or timezone.now()
@@ -124,7 +127,7 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     return argument
 
 
-@transaction.atomic
+@write_transaction
 def verdict_create(
     *, topic_id: UUID | str, judge: Agent, verdict: dict, rationale: str, now: datetime | None = None
 ) -> Verdict:

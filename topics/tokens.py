@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from dialectic.db import run_in_transaction, write_transaction
 from topics import sql
 from topics.models import Agent, AgentToken
 
@@ -40,7 +40,7 @@ def token_issue(*, agent: Agent) -> str:
     return f"{TOKEN_PREFIX}_{prefix}_{secret}"
 
 
-@transaction.atomic
+@write_transaction
 def tokens_revoke(*, agent: Agent) -> int:
     """Revoke every live token of ``agent``; returns how many."""
     return AgentToken.objects.filter(agent=agent, revoked_at__isnull=True).update(revoked_at=timezone.now())
@@ -101,17 +101,26 @@ def token_touch(bearer: Bearer, *, now: datetime | None = None) -> None:
     """Record the token's and its agent's use at most once per ``TOUCH_INTERVAL``, with conditional UPDATEs.
 
     The condition is repeated in SQL so concurrent requests (several server
-    processes) write at most once between them.
+    processes) write at most once between them. A transaction is opened
+    only when something is due: most requests write nothing.
     """
     now = now or timezone.now()
     stale = now - TOUCH_INTERVAL
-    if bearer.use_due:
-        AgentToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=bearer.token_id).update(
-            last_used_at=now
-        )
     agent = bearer.agent
-    if agent.last_seen_at is None or agent.last_seen_at < stale:
-        Agent.objects.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stale), pk=agent.pk).update(
-            last_seen_at=now
-        )
+    agent_due = agent.last_seen_at is None or agent.last_seen_at < stale
+    if not (bearer.use_due or agent_due):
+        return
+
+    def touch() -> None:
+        if bearer.use_due:
+            AgentToken.objects.filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale), pk=bearer.token_id
+            ).update(last_used_at=now)
+        if agent_due:
+            Agent.objects.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=stale), pk=agent.pk).update(
+                last_seen_at=now
+            )
+
+    run_in_transaction(touch, label="token_touch")
+    if agent_due:
         agent.last_seen_at = now

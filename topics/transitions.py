@@ -21,7 +21,7 @@ import random
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from fabric_bridge.models import AnnouncementKind
@@ -102,6 +102,12 @@ def topic_append_events(topic: Topic, events: list[Event]) -> None:
     _write(topic, events)
 
 
+def _log_on_commit(message: str, *args: object) -> None:
+    # A transaction can still lose at commit (a Galera certification conflict) and be rerun:
+    # the line says a transition happened, so it is written once it has.
+    transaction.on_commit(lambda: logger.info(message, *args))
+
+
 def _change_status(topic: Topic, to: str, *, reason: str, events: list[Event] = ()) -> None:
     """Move ``topic`` to ``to`` with ``reason`` (for a cancellation, also its ``cancelled_reason``)."""
     origin = topic.status
@@ -118,7 +124,7 @@ def _change_status(topic: Topic, to: str, *, reason: str, events: list[Event] = 
         )
     else:
         _write(topic, [*events, change], status=to)
-    logger.info("topic %s %s → %s: %s", topic.pk, origin, to, reason)
+    _log_on_commit("topic %s %s → %s: %s", topic.pk, origin, to, reason)
 
 
 # --- one function per edge of the state machine ---------------------------------------------
@@ -177,7 +183,7 @@ def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
     closed = _round_close(rnd, now=now)
     nxt, opened = _round_create(topic, rnd.round_no + 1)
     _write(topic, [*closed, opened])
-    logger.info("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
+    _log_on_commit("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
     return nxt
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
+from dialectic.db import run_in_transaction
 from topics.models import Agent
 from topics.tokens import token_issue
 
@@ -39,10 +40,13 @@ class Command(BaseCommand):
             labels = {"name": "NAME", "owner": "--owner"}
             problems = (f"{labels.get(field, field)}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             raise CommandError(" ".join(problems)) from None
+
+        def create() -> str:
+            agent.save(force_insert=True)
+            return token_issue(agent=agent)
+
         try:
-            with transaction.atomic():
-                agent.save()
-                token = token_issue(agent=agent)
+            token = run_in_transaction(create, label="create_agent")
         except IntegrityError:
             raise CommandError(f"An agent named {name!r} already exists.") from None
         self.stdout.write(f"Created agent {agent.name} ({agent.id}){f', owner {owner}' if owner else ''}.")
