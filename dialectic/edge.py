@@ -8,6 +8,11 @@ headers alone, before the application runs:
   ``utf-8`` → 415 ``unsupported_media_type``. JSON is UTF-8 (RFC 8259); some
   codecs Python offers (``utf-7``, the CJK ones) cost seconds of CPU on a
   crafted megabyte, so nothing downstream is allowed to try.
+- any request whose ``charset`` is not a text encoding Python can decode
+  with (``rot13``, ``base64``, ``zlib``, or no codec at all) → 415: Django
+  decodes the query string with that charset while it builds the request,
+  before any view, and a non-text codec raised there (a 500 on every
+  request, body or not).
 - a ``Content-Length`` above the cap → 413 ``payload_too_large``, sent while
   the body is still unread (the server sends no ``100 Continue``).
 
@@ -57,6 +62,28 @@ def json_charset_is_acceptable(content_type: str) -> bool:
     return True
 
 
+def _charset(content_type: str) -> str | None:
+    for param in content_type.partition(";")[2].split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').strip()
+    return None
+
+
+def charset_is_decodable(content_type: str) -> bool:
+    """False when the ``charset`` parameter names no text encoding (``rot13``, ``zlib``, an unknown name)."""
+    charset = _charset(content_type)
+    if charset is None:
+        return True
+    try:
+        # A LookupError for unknown names and for codecs that are not text encodings (bytes to bytes,
+        # str to str); idna, a text codec, refuses most bytes outright.
+        b"a".decode(charset, "replace")
+    except (LookupError, UnicodeError):
+        return False
+    return True
+
+
 def _content_length(raw: bytes) -> int | None:
     """The declared length, or None when absent; a malformed one is left to the server and the application."""
     text = raw.strip()
@@ -98,6 +125,9 @@ class BodyGuard:
         has_body = chunked or bool(length)
         if has_body and not json_charset_is_acceptable(content_type):
             await _answer(send, UnsupportedMediaType("JSON bodies are UTF-8: send charset=utf-8 or no charset."))
+            return
+        if not charset_is_decodable(content_type):
+            await _answer(send, UnsupportedMediaType(f"charset {_charset(content_type)!r} is not a text encoding."))
             return
         if length is not None and length > cap:
             await _answer(send, PayloadTooLarge(f"The request body exceeds {cap} bytes."))

@@ -225,3 +225,20 @@ def test_a_charset_on_a_request_without_a_body_is_not_an_error(server):
         f"{server.base_url}/api/topics/", headers={"Content-Type": "application/json; charset=utf-7"}, timeout=10
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "no-such-codec"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_charset_that_is_no_text_encoding_is_415_on_any_request(server, charset, method):
+    # Django decodes the query string with the request's charset before any view runs; a codec that is
+    # not a text encoding raised there, a 500 on every request that carried it.
+    response = httpx.request(
+        method,
+        f"{server.base_url}/api/topics/?status=debating",
+        headers={"Content-Type": f"text/plain; charset={charset}"},
+        content=b"x" if method == "POST" else None,
+        timeout=10,
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["code"] == "unsupported_media_type"
+    assert charset in response.json()["detail"]
