@@ -302,3 +302,12 @@ def test_a_blank_round_filter_is_a_field_error_not_no_filter(debating):
     assert response.status_code == 400 and list(response.json()) == ["round"]
     assert client().get(f"/api/topics/{debating.topic.pk}/arguments/?round=0").status_code == 200
     assert client().get(f"/api/topics/{debating.topic.pk}/arguments/").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/api/topics/", "/api/agents/"])
+@pytest.mark.parametrize("page", ["", " ", "abc", "0", "99"])
+def test_a_page_that_is_not_a_page_number_is_not_found(db, path, page):
+    # The document says page is an integer; a blank one was read as page 1 (schemathesis found it).
+    response = client().get(path, {"page": page})
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
