@@ -13,6 +13,13 @@ Whenever the live feed does not continue exactly where the listener is
 (its queue overflowed, or it joined a topic the poller was mid-way
 through), the listener reads the missing events from the database itself.
 docs/sse.md has the full argument.
+
+A broker serves one event log, keyed by UUID: ``broker()`` the topics'
+(the parameters say ``topic_id``, the first and most common key), and
+``agent_broker()`` the agents' (``/api/agents/me/events/``), whose
+listeners carry the token that opened them: with ``read_live_tokens``, each
+poll also asks which of those tokens are still live, and ends the streams of
+the ones that are not before handing out what it read.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from topics.db_threads import DbCounter, close_connection, keep_connection, tidy_connections
-from topics.event_feed import StreamEvent, read_backlog, read_new_events
+from topics.event_feed import StreamEvent, read_agent_backlog, read_backlog, read_new_agent_events, read_new_events
+from topics.tokens import tokens_live
 
 logger = logging.getLogger("topics.broker")
 
@@ -44,16 +52,34 @@ class _Resync:
         return "RESYNC"
 
 
+class _End:
+    """Queue marker: the listener lost access (its token was revoked); end the stream."""
+
+    def __repr__(self) -> str:
+        return "END"
+
+
 RESYNC = _Resync()
-QueueItem = StreamEvent | _Resync
+END = _End()
+QueueItem = StreamEvent | _Resync | _End
 
 
 class Listener:
-    __slots__ = ("queue", "topic_id")
+    __slots__ = ("ended", "queue", "token_id", "topic_id")
 
-    def __init__(self, topic_id: uuid.UUID) -> None:
+    def __init__(self, topic_id: uuid.UUID, token_id: int | None = None) -> None:
         self.topic_id = topic_id
+        # The token that opened the stream, re-checked by the poller when it has ``read_live_tokens``.
+        self.token_id = token_id
+        self.ended = False
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=LISTENER_QUEUE_SIZE)
+
+    def end(self) -> None:
+        self.ended = True
+        # Whatever is queued was for a reader that may no longer see it; the marker always fits.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(END)
 
 
 @dataclass
@@ -72,8 +98,9 @@ class Broker:
         batch_size: int,
         read_new: Callable[..., tuple[list[StreamEvent], bool]] = read_new_events,
         read_from: Callable[..., list[StreamEvent]] = read_backlog,
+        read_live_tokens: Callable[[set[int]], set[int]] | None = None,
     ) -> None:
-        """``read_new`` and ``read_from`` are the two database reads (tests replace them with an in-memory log)."""
+        """``read_new``, ``read_from`` and ``read_live_tokens`` are the database reads (tests replace them)."""
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.db = DbCounter()
@@ -87,18 +114,27 @@ class Broker:
         self._poll = sync_to_async(
             keep_connection(self.db.counted(read_new, "poll")), thread_sensitive=False, executor=poller_thread
         )
+        self._live_tokens = (
+            None
+            if read_live_tokens is None
+            else sync_to_async(
+                keep_connection(self.db.counted(read_live_tokens, "access")),
+                thread_sensitive=False,
+                executor=poller_thread,
+            )
+        )
         self._release_connection = sync_to_async(close_connection, thread_sensitive=False, executor=poller_thread)
         self._backlog = sync_to_async(tidy_connections(self.db.counted(read_from, "backlog")), thread_sensitive=False)
 
     # --- listeners ----------------------------------------------------------
 
-    def subscribe(self, topic_id: uuid.UUID, *, known_seq: int) -> Listener:
+    def subscribe(self, topic_id: uuid.UUID, *, known_seq: int, token_id: int | None = None) -> Listener:
         """Start receiving ``topic_id``'s live events.
 
         ``known_seq`` is a seq read from the database (the topic's
         ``event_seq``), used as the cursor when nobody watches the topic yet.
         """
-        listener = Listener(topic_id)
+        listener = Listener(topic_id, token_id)
         feed = self._feeds.get(topic_id)
         if feed is None:
             feed = self._feeds[topic_id] = _Feed(cursor=known_seq)
@@ -116,27 +152,30 @@ class Broker:
             del self._feeds[listener.topic_id]
 
     async def events(
-        self, topic_id: uuid.UUID, *, after: int, known_seq: int, live: bool = True
+        self, topic_id: uuid.UUID, *, after: int, known_seq: int, live: bool = True, token_id: int | None = None
     ) -> AsyncIterator[StreamEvent | None]:
         """Every event of ``topic_id`` after ``after``, in seq order, none twice, ending with the terminal event.
 
         Yields ``None`` after ``SSE_HEARTBEAT_INTERVAL`` without events so the
         caller can send a keepalive. Closing the iterator (the client went
         away) unsubscribes at once. With ``live=False`` (the topic had
-        already finished) only the database is read.
+        already finished) only the database is read. It also ends when the
+        poller finds ``token_id`` no longer live.
         """
         if not live:
             async for event in self._read_from(topic_id, after=after):
                 yield event
             return
         heartbeat = settings.SSE_HEARTBEAT_INTERVAL.total_seconds()
-        listener = self.subscribe(topic_id, known_seq=known_seq)
+        listener = self.subscribe(topic_id, known_seq=known_seq, token_id=token_id)
         try:
             last = after
             behind = True  # the backlog is read after subscribing, so nothing falls between the two
             while True:
                 if behind:
                     async for event in self._read_from(topic_id, after=last):
+                        if listener.ended:
+                            return
                         yield event
                         last = event.seq
                         if event.terminal:
@@ -148,6 +187,8 @@ class Broker:
                 except TimeoutError:
                     yield None
                     continue
+                if isinstance(item, _End):
+                    return
                 if isinstance(item, _Resync) or item.seq > last + 1:
                     behind = True
                 elif item.seq == last + 1:
@@ -182,13 +223,38 @@ class Broker:
                     logger.exception("SSE poll failed; retrying in %.1fs", self.poll_interval)
                     events, full = [], False
                 self.polls += 1
-                self.dispatch(events)
+                # Before the events are handed out: nothing read after a revocation reaches its streams.
+                if await self._end_revoked():
+                    self.dispatch(events)
+                # else the cursors stay put: the next poll reads the same events and checks again
                 if not full:
                     await asyncio.sleep(self.poll_interval)
             # An idle connection would only be timed out by the server and fail the next poll.
             await self._release_connection()
             if not self._feeds:  # nobody joined while the connection closed
                 return
+
+    async def _end_revoked(self) -> bool:
+        """End the listeners whose token is no longer live; False when that could not be read."""
+        if self._live_tokens is None:
+            return True
+        asked = {listener.token_id for feed in self._feeds.values() for listener in feed.listeners}
+        asked.discard(None)
+        if not asked:
+            return True
+        try:
+            live = await self._live_tokens(asked)
+        except Exception:
+            logger.exception("stream token re-check failed; holding this poll's events until it succeeds")
+            return False
+        # Only what was asked about is judged: a listener that joined meanwhile was checked when it opened.
+        dead = asked - live
+        for feed in list(self._feeds.values()):
+            for listener in list(feed.listeners):
+                if listener.token_id in dead:
+                    listener.end()
+                    self.unsubscribe(listener)
+        return True
 
     def dispatch(self, events: Iterable[StreamEvent]) -> None:
         """Hand events to the listeners of their topic, advancing each topic's cursor by exactly one seq at a time.
@@ -213,6 +279,7 @@ class Broker:
             "polls": self.polls,
             "poll_queries": self.db.poll,
             "backlog_queries": self.db.backlog,
+            "access_queries": self.db.access,
             "db_connects": self.db.connects,
             "events_dispatched": self.events_dispatched,
         }
@@ -230,6 +297,7 @@ def _offer(listener: Listener, event: StreamEvent) -> None:
 
 
 _broker: Broker | None = None
+_agent_broker: Broker | None = None
 
 
 def broker() -> Broker:
@@ -241,3 +309,17 @@ def broker() -> Broker:
             batch_size=settings.SSE_BATCH_SIZE,
         )
     return _broker
+
+
+def agent_broker() -> Broker:
+    """This process's broker of agents' events, created on first use from the settings."""
+    global _agent_broker
+    if _agent_broker is None:
+        _agent_broker = Broker(
+            poll_interval=settings.SSE_POLL_INTERVAL.total_seconds(),
+            batch_size=settings.SSE_BATCH_SIZE,
+            read_new=read_new_agent_events,
+            read_from=read_agent_backlog,
+            read_live_tokens=tokens_live,
+        )
+    return _agent_broker

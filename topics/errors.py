@@ -76,6 +76,15 @@ class AuthenticationFailed(DialecticError):
         return {"WWW-Authenticate": WWW_AUTHENTICATE}
 
 
+class NotAuthenticated(DialecticError):
+    status_code = 401
+    code = "not_authenticated"
+    default_detail = "This endpoint needs 'Authorization: Bearer <token>'."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+
+
 class NotFound(DialecticError):
     status_code = 404
     code = "not_found"
@@ -184,6 +193,15 @@ class PayloadTooLarge(DialecticError):
     status_code = 413
     code = "payload_too_large"
     default_detail = "The request body is too large."
+
+
+class InvalidWebhookUrl(DialecticError):
+    code = "invalid_webhook_url"
+    default_detail = "This URL cannot be used as a webhook."
+
+
+class WebhookNotFound(NotFound):
+    default_detail = "You have no webhook; PUT one first."
 
 
 class VerdictNotFound(NotFound):

@@ -14,6 +14,7 @@ from uuid import UUID
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
+from fabric_bridge.models import Webhook
 from topics import rules
 from topics.errors import TopicNotFound
 from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
@@ -112,3 +113,7 @@ def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
         Prefetch("rounds", queryset=open_rounds, to_attr="open_rounds"),
     )
     return [assignment_for(topic, now) for topic in topics]
+
+
+def agent_webhook(*, agent: Agent) -> Webhook | None:
+    return Webhook.objects.filter(agent=agent).first()

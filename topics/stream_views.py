@@ -1,4 +1,4 @@
-"""``GET /api/topics/{id}/events/``: a topic's event log as Server-Sent Events.
+"""``GET /api/topics/{id}/events/`` and ``GET /api/agents/me/events/``: event logs as Server-Sent Events.
 
 An async view, so one server process holds thousands of open streams on its
 event loop; the database work runs in worker threads and the live feed
@@ -24,7 +24,7 @@ from rest_framework import exceptions
 
 from topics import rules
 from topics.api.authentication import AgentTokenAuthentication
-from topics.broker import broker
+from topics.broker import agent_broker, broker
 from topics.db_threads import tidy_connections
 from topics.errors import (
     AsgiRequired,
@@ -32,6 +32,7 @@ from topics.errors import (
     DialecticError,
     InvalidEventId,
     MethodNotAllowed,
+    NotAuthenticated,
     ServiceUnavailable,
     TopicNotFound,
     error_response,
@@ -47,9 +48,10 @@ _EVENT_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 @dataclass(frozen=True)
 class _Opened:
-    topic_id: uuid.UUID
+    topic_id: uuid.UUID  # the log's key: the agent's id for the agent stream
     event_seq: int
     finished: bool
+    token_id: int | None = None  # the token the agent stream re-checks
 
 
 @tidy_connections
@@ -67,7 +69,7 @@ def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
     return _Opened(topic_id, event_seq, rules.is_finished(status))
 
 
-def _resume_point(request: HttpRequest, opened: _Opened) -> int:
+def _resume_point(request: HttpRequest, opened: _Opened, *, of: str = "this topic's") -> int:
     """The seq the client has already seen: ``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``.
 
     Empty values mean "from the start", as EventSource omits the header when it has no id.
@@ -80,7 +82,7 @@ def _resume_point(request: HttpRequest, opened: _Opened) -> int:
             raise InvalidEventId(f"{source} must be an event id from this stream: a whole number, 0 or more.")
         after = int(raw)
         if after > opened.event_seq:
-            raise InvalidEventId(f"{source}={after} is beyond this topic's last event ({opened.event_seq}).")
+            raise InvalidEventId(f"{source}={after} is beyond {of} last event ({opened.event_seq}).")
         return after
     return 0
 
@@ -124,6 +126,48 @@ async def _frames(opened: _Opened, after: int) -> AsyncIterator[bytes]:
         await events.aclose()
 
 
+@tidy_connections
+def _open_agent(request: HttpRequest) -> _Opened:
+    """The caller's own log: a token is required, and the stream lives as long as it does."""
+    try:
+        authenticated = AgentTokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as exc:
+        raise AuthenticationFailed(str(exc.detail)) from None
+    if authenticated is None:
+        raise NotAuthenticated()
+    agent, bearer = authenticated
+    return _Opened(agent.pk, agent.event_seq, finished=False, token_id=bearer.token_id)
+
+
+async def agent_events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    try:
+        if request.method != "GET":
+            raise MethodNotAllowed()
+        if not isinstance(request, ASGIRequest):
+            raise AsgiRequired()
+        opened = await sync_to_async(_open_agent, thread_sensitive=False)(request)
+        after = _resume_point(request, opened, of="your")
+    except OperationalError as exc:
+        logger.warning("database unavailable for an agent stream: %s", exc)
+        return error_response(ServiceUnavailable())
+    except DialecticError as exc:
+        return error_response(exc)
+    response = StreamingHttpResponse(_agent_frames(opened, after), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def _agent_frames(opened: _Opened, after: int) -> AsyncIterator[bytes]:
+    yield RETRY_FRAME
+    events = agent_broker().events(opened.topic_id, after=after, known_seq=opened.event_seq, token_id=opened.token_id)
+    try:
+        async for event in events:
+            yield KEEPALIVE_FRAME if event is None else event.frame
+    finally:
+        await events.aclose()
+
+
 async def stream_stats(request: HttpRequest) -> JsonResponse:
     """This process's broker counters; routed only when ``SSE_STATS_ENABLED`` is on (the benchmark reads it)."""
-    return JsonResponse(broker().stats())
+    return JsonResponse({**broker().stats(), "agents": agent_broker().stats()})

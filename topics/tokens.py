@@ -102,3 +102,9 @@ def token_touch(bearer: Bearer, *, now: datetime | None = None) -> None:
             last_seen_at=now
         )
         agent.last_seen_at = now
+
+
+def tokens_live(token_ids: set[int]) -> set[int]:
+    """Which of ``token_ids`` are still live: not revoked, their agent active (the agent stream's re-check)."""
+    live = AgentToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True, agent__is_active=True)
+    return set(live.values_list("pk", flat=True))
