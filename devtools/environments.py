@@ -64,13 +64,13 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """A child on this process's database and settings module (under pytest: the test database, tests.settings).
 
     A child only sees committed rows: tests that start one need
-    ``pytest.mark.django_db(transaction=True)``.
+    ``pytest.mark.django_db(transaction=True)``. ``extra`` wins, ``DATABASE_URL`` included (a child on
+    another node of a Galera cluster).
     """
     from django.conf import settings
 
-    return isolated_environ(
-        DATABASE_URL=child_database_url(), DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE, **(extra or {})
-    )
+    base = {"DATABASE_URL": child_database_url(), "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
+    return isolated_environ(**{**base, **(extra or {})})
 
 
 def bench_environment(database_url: str, *, log_level: str = "WARNING") -> None:
