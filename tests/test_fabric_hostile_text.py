@@ -46,20 +46,28 @@ def assert_inert(content: str) -> None:
     assert not re.search(r"(?<!\\)(`|\|\||~~)", without_ours), content
 
 
+def to_judging(topic, agents: dict, now):
+    """Open ``topic``, sign ``agents`` up for their camps and walk it to judging; returns it locked.
+
+    Runs inside the caller's transaction, so the caller posts the verdict under the same lock.
+    """
+    transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
+    for camp, agent in agents.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    locked = transitions.topic_lock(topic.pk)
+    transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
+    transitions.topic_start_debate(locked, now=now)
+    transitions.topic_end_debate(locked, now=now)
+    return locked
+
+
 def test_a_hostile_topic_and_verdict_reach_the_receiver_inert(fabric, make_topic, make_agent, now):
     schema = VerdictSchema.objects.create(name="anything", schema={"type": "object"}, description=HOSTILE)
     topic = make_topic(title=f"**Vote now** {MENTIONS} {LINKS}", summary=HOSTILE, verdict_schema=schema)
     # Names are at most 100 characters (MariaDB enforces it).
     agents = {camp: make_agent(name=f"{camp} @everyone <@1> <#2>\n# [x](https://evil.example)") for camp in CAMPS}
     with transaction.atomic():
-        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
+        locked = to_judging(topic, agents, now)
         verdict = Verdict.objects.create(
             topic=locked,
             judge=agents["judge"],
@@ -110,14 +118,7 @@ def completed_topic(make_topic, make_agent, now, name: str):
     topic = make_topic(title=f"Odd verdict: {name}")
     agents = {camp: make_agent(name=f"{camp}-{name}") for camp in CAMPS}
     with transaction.atomic():
-        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
-    for camp, agent in agents.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
+        locked = to_judging(topic, agents, now)
         verdict = Verdict.objects.create(
             topic=locked, judge=agents["judge"], verdict={"winner": "pro"}, rationale="A long rationale. " * 500
         )
