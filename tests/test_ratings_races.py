@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from devtools.seeding import ensure_winner_schema
 from tests.api_support import player, stage_topic
 from tests.test_api_races import fire_together
-from topics import ratings
+from topics import ratings, services
 from topics.models import AgentRating, RatedOutcome, RatingLedger
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.django_db(transaction=True)]
@@ -92,10 +92,99 @@ def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
         done.set()
         rebuilder.join(timeout=60)
     assert not rebuilder.is_alive()
-    assert rebuilds and not any(isinstance(r, BaseException) for r in rebuilds), rebuilds
+    assert rebuilds and not any(isinstance(r, BaseException) for r in rebuilds), [
+        r for r in rebuilds if isinstance(r, BaseException)
+    ]
     assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
     live = stored()
     assert sum(games for _, _, _, games, *_ in live.values()) == 2 * len(staged)
     # Every rebuild stored a replay of a prefix of the log; the last one, or any after, is the whole log.
     assert ratings.ratings_rebuild().changed == 0
     assert stored() == live
+
+
+def held_completion(staged, *, holding: threading.Event, release: threading.Event):
+    """A thread completing ``staged``'s topic and keeping its transaction open until ``release``."""
+
+    def run():
+        try:
+            with transaction.atomic():
+                services.verdict_create(
+                    topic_id=staged.topic.pk, judge=staged.judge.agent, verdict={"winner": "pro"}, rationale="held"
+                )
+                holding.set()
+                assert release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(timeout=30), "the held completion never got its locks"
+    return thread
+
+
+def in_thread(fn):
+    """Start ``fn`` on a thread (own connection); returns the thread and a list that receives its result."""
+    out: list = []
+
+    def run():
+        try:
+            out.append(fn())
+        except BaseException as exc:
+            out.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def complete(staged):
+    body = {"verdict": {"winner": "con"}, "rationale": "weighed"}
+    return staged.judge.client().post(f"/api/topics/{staged.topic.pk}/verdict/", body, format="json").status_code
+
+
+def test_completions_queue_only_on_the_agents_they_share():
+    now = timezone.now()
+    held = stage_topic("judging", now=now, seed=1)
+    apart = stage_topic("judging", now=now, seed=2)  # three other agents
+    pro = held.pro
+    sharing = stage_topic("judging", now=now, seed=3, players={"pro": player(), "con": pro, "judge": player()})
+    holding, release = threading.Event(), threading.Event()
+    holder = held_completion(held, holding=holding, release=release)
+    try:
+        apart_thread, apart_out = in_thread(lambda: complete(apart))
+        apart_thread.join(timeout=20)
+        assert apart_out == [201], "a completion with no agent in common waited for the held one"
+        sharing_thread, sharing_out = in_thread(lambda: complete(sharing))
+        sharing_thread.join(timeout=1)
+        assert sharing_thread.is_alive() and not sharing_out, "a completion sharing an agent did not wait for it"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    sharing_thread.join(timeout=30)
+    assert sharing_out == [201]
+    # The held one committed first, so the later one rated the shared agent after it: the log's order.
+    held_seq, sharing_seq = (RatedOutcome.objects.get(topic=s.topic).seq for s in (held, sharing))
+    assert held_seq < sharing_seq
+    assert ratings.ratings_rebuild().changed == 0
+
+
+def test_a_rebuild_waits_for_a_completion_between_its_seq_and_its_commit():
+    now = timezone.now()
+    done = stage_topic("judging", now=now, seed=1)
+    assert complete(done) == 201
+    held = stage_topic("judging", now=now, seed=2)
+    holding, release = threading.Event(), threading.Event()
+    holder = held_completion(held, holding=holding, release=release)
+    try:
+        rebuild_thread, rebuild_out = in_thread(ratings.ratings_rebuild)
+        rebuild_thread.join(timeout=1)
+        assert rebuild_thread.is_alive(), "the rebuild read the log while an outcome in it was uncommitted"
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    rebuild_thread.join(timeout=30)
+    [report] = rebuild_out
+    assert report.outcomes == 2 and report.changed == 0, report

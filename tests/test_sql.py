@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from tests.api_support import player, stage_topic
 from topics import sql
-from topics.models import Agent, AgentToken, Argument, Camp, Round, Topic, TopicStatus
+from topics.models import Agent, AgentToken, Argument, Camp, RatingLedger, Round, Topic, TopicStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +157,17 @@ def test_the_token_use_is_due_exactly_when_the_orm_says_last_use_is_older():
         ours = bool(sql.agent_with_token(token.prefix, used_before=before).token_use_due)
         twin = AgentToken.objects.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=before), pk=token.pk)
         assert ours is twin.exists(), before
+
+
+# --- rating_ledger_share -------------------------------------------------------------------------
+
+
+def test_the_ledger_share_lock_finds_the_row_the_orm_finds():
+    RatingLedger.objects.get_or_create(pk=1)
+    with transaction.atomic():
+        ours, text = one_query(sql.rating_ledger_share)
+        assert ours is RatingLedger.objects.filter(pk=1).exists() is True
+    if connection.vendor == "mysql":
+        assert text.endswith("LOCK IN SHARE MODE")
+    RatingLedger.objects.all().delete()
+    assert sql.rating_ledger_share() is False

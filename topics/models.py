@@ -336,9 +336,9 @@ class Outcome(models.TextChoices):
 class RatingLedger(models.Model):
     """One row, the lock every rating writer takes.
 
-    Completions (under their topic's lock) and the rebuild's final swap lock
-    this row, so rating changes happen one at a time, in the order of
-    ``RatedOutcome.seq``, which is taken under it.
+    Completions (under their topic's lock) hold it in share mode, side by
+    side; the rebuild holds it exclusively, so it waits for every completion
+    in flight and sees the log without holes below its highest ``seq``.
     """
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
@@ -353,8 +353,8 @@ class RatingLedger(models.Model):
 class RatedOutcome(models.Model):
     """The outcome of one completed public rated topic, in completion order: what ratings are rebuilt from."""
 
-    # Allocated under the ledger lock, which is held until commit: ascending seq is commit order,
-    # the order the ratings were updated in (gaps from rolled-back completions are harmless).
+    # Allocated under the locks of the topic's agents, held until commit: for any one agent ascending
+    # seq is commit order, the order its rating changed in (gaps from rolled-back completions are harmless).
     seq = models.BigAutoField(primary_key=True)
     topic = models.OneToOneField(Topic, on_delete=models.PROTECT, related_name="rated_outcome")
     pro = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
@@ -374,7 +374,7 @@ class RatedOutcome(models.Model):
 class AgentRating(models.Model):
     """An agent's rating (openskill's mu and sigma) and record, from public rated topics only.
 
-    Written only by ``topics.ratings`` under the ledger lock; ``rebuild_ratings``
+    Written only by ``topics.ratings``, under the agent's row lock; ``rebuild_ratings``
     reproduces every field from the ``RatedOutcome`` log. A judge that never
     debated has a row (its ``judged`` count) with ``games = 0``: not rated.
     """

@@ -5,15 +5,20 @@ defaults; docs/ratings.md says why and what the numbers mean.
 
 Invariants:
 
-- Every change to an ``AgentRating`` happens under the ``RatingLedger`` row
-  lock: a completion takes it after its topic's lock (``topic_record_rating``,
-  called by ``transitions.topic_complete``), the rebuild takes it alone for
-  its final swap. One order of locks (topic, then ledger), so no deadlock.
-- ``RatedOutcome.seq`` is allocated under that lock, held until commit, so
-  ascending ``seq`` is commit order: the order the ratings changed in. Replaying the log
+- Every change to an agent's ``AgentRating`` happens under that agent's
+  row lock (``Agent``, in primary-key order, after the topic's lock) and
+  the ``RatingLedger`` row held in share mode (``topic_record_rating``,
+  called by ``transitions.topic_complete``). Completions of debates with
+  no agent in common run side by side; those sharing an agent queue on it.
+- ``RatedOutcome.seq`` is allocated under those locks, held until commit:
+  two outcomes sharing an agent are in ``seq`` order and in commit order
+  alike, and outcomes with no agent in common commute. So replaying the log
   in ``seq`` order through ``_apply`` (the one function both paths use)
   gives the stored values exactly: the arithmetic is the same, and doubles
   round-trip through both databases exactly.
+- The rebuild takes the ledger exclusively, which waits until no completion
+  is between its ``seq`` and its commit: under it, every ``seq`` below the
+  highest is committed, so a replay up to that mark misses none.
 - Only public topics whose schema has an outcome (``topics.outcomes``)
   write anything. Debaters get a rating and wins/losses/draws; the judge
   gets ``judged``, never a rating.
@@ -23,16 +28,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import CharField
+from django.db import connection
+from django.db.models import CharField, Max
 from django.db.models.functions import Cast
 from openskill.models import BradleyTerryFull
 
-from topics.models import AgentRating, Camp, CampName, Outcome, RatedOutcome, RatingLedger, Topic, Verdict, Visibility
+from dialectic.db import run_in_transaction
+from topics import sql
+from topics.models import (
+    AgentRating,
+    CampName,
+    Outcome,
+    RatedOutcome,
+    RatingLedger,
+    Topic,
+    Verdict,
+    Visibility,
+)
 from topics.outcomes import verdict_outcome
 
 MODEL = BradleyTerryFull()
@@ -101,18 +117,23 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
 # --- the completion ----------------------------------------------------------------------
 
 
-def _ledger_lock() -> None:
-    """Lock the ledger row, which migration 0003 creates.
-
-    Should it be missing (deleted by hand, or a test database flushed), it is
-    recreated. Only then can two completions at once deadlock (both waiting
-    to insert it); MariaDB rolls one back, and the API answers it 503 with
-    Retry-After.
-    """
-    if RatingLedger.objects.select_for_update().filter(pk=1).exists():
-        return
+def _ledger_row() -> None:
+    """Recreate the ledger row (migration 0004's) should it be missing: deleted by hand, a flushed test database."""
     RatingLedger.objects.bulk_create([RatingLedger(pk=1)], ignore_conflicts=True)
-    RatingLedger.objects.select_for_update().get(pk=1)
+
+
+def _ledger_share() -> None:
+    """Hold the ledger in share mode, as every completion does: they never wait for each other; the rebuild waits."""
+    if not sql.rating_ledger_share():
+        _ledger_row()
+        sql.rating_ledger_share()
+
+
+def _ledger_lock() -> None:
+    """Hold the ledger exclusively (the rebuild): in-flight completions finish first, new ones wait."""
+    if not RatingLedger.objects.select_for_update().filter(pk=1).exists():
+        _ledger_row()
+        RatingLedger.objects.select_for_update().get(pk=1)
 
 
 def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
@@ -134,24 +155,25 @@ def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     return len(writes)
 
 
-def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> RatedOutcome | None:
+def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any], now: datetime) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
-    The caller holds the topic's row lock (``transitions.topic_complete``).
+    The caller holds the topic's row lock and the locks of its agents, ``camps``
+    (camp → agent id; ``transitions.topic_complete``).
     None, and nothing written, for a private topic or one whose schema has no outcome.
-    Four statements: the ledger lock, the camps with their ratings, one upsert, the log row.
+    Four statements: the ledger in share mode, the agents' ratings, one upsert, the log row.
     """
     if topic.visibility != Visibility.PUBLIC:
         return None
     outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
     if outcome is None:
         return None
-    _ledger_lock()
-    # Read under the ledger lock: every writer of these rows holds it, so they are current.
-    camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic).select_related("agent__rating").order_by()}
-    rows = {agent.pk: rating for agent in camps.values() if (rating := rating_row(agent)) is not None}
-    standings = {agent.pk: Standing.of(rows.get(agent.pk)) for agent in camps.values()}
-    pro, con, judge = (camps[c].pk for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    # The ledger after the agents' locks: a rebuild waiting for it holds nothing a completion needs.
+    _ledger_share()
+    # Every writer of these rows holds their agents' locks, as the caller does: the reads are current.
+    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=set(camps.values()))}
+    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in camps.values()}
+    pro, con, judge = (camps[c] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
     _apply(standings[pro], standings[con], standings[judge], outcome, now)
     _save(standings, rows)
     return RatedOutcome.objects.create(
@@ -177,13 +199,15 @@ class RebuildReport:
     changed: int  # rows whose stored values differed from the replay (0 when nothing drifted)
 
 
-def _replay_chunk(standings: dict[Any, Standing], *, after: int, chunk: int) -> tuple[int, int]:
-    """Apply up to ``chunk`` outcomes after seq ``after`` (one query); returns (last seq applied, how many)."""
+def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | None, chunk: int) -> tuple[int, int]:
+    """Apply up to ``chunk`` outcomes with ``after`` < seq <= ``upto`` (one query); returns (last seq, how many)."""
     # The ids as the column's text: converting three UUIDs per outcome was most of the read's cost
     # (4.5 s of 5.4 s for 20,000 outcomes); ratings_rebuild converts once per agent instead.
+    log = RatedOutcome.objects.filter(seq__gt=after)
+    if upto is not None:
+        log = log.filter(seq__lte=upto)
     rows = (
-        RatedOutcome.objects.filter(seq__gt=after)
-        .order_by("seq")
+        log.order_by("seq")
         .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
         .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
     )
@@ -197,12 +221,17 @@ def _replay_chunk(standings: dict[Any, Standing], *, after: int, chunk: int) -> 
 
 
 def _replay(
-    standings: dict[Any, Standing], *, after: int, chunk: int, progress: Callable[[int], None] | None = None
+    standings: dict[Any, Standing],
+    *,
+    after: int,
+    upto: int | None = None,
+    chunk: int,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
-    """Apply the whole log after ``after``, chunk by chunk (keyset on seq: memory is one chunk)."""
+    """Apply the log after ``after`` (up to ``upto``), chunk by chunk (keyset on seq: memory is one chunk)."""
     last, total = after, 0
     while True:
-        last, applied = _replay_chunk(standings, after=last, chunk=chunk)
+        last, applied = _replay_chunk(standings, after=last, upto=upto, chunk=chunk)
         total += applied
         if progress and applied:
             progress(total)
@@ -234,18 +263,32 @@ def _swap(standings: dict[Any, Standing]) -> int:
 def ratings_rebuild(*, chunk: int = REBUILD_CHUNK, progress: Callable[[int], None] | None = None) -> RebuildReport:
     """Recompute every rating and record from the log and store exactly that, safe beside live completions.
 
-    The replay runs outside any lock (completions carry on); then one short
-    transaction takes the ledger lock, which completions also take, applies
-    whatever completed meanwhile, and swaps the result in. A failure anywhere
-    leaves the stored ratings as they were.
+    First a moment under the ledger lock reads the log's highest ``seq``: no
+    completion then holds the ledger, so every outcome up to it is committed.
+    The replay of those runs outside any lock (completions carry on); then one
+    short transaction takes the ledger lock again, applies whatever completed
+    meanwhile, and swaps the result in. A failure anywhere leaves the stored
+    ratings as they were.
     """
-    standings: dict[str, Standing] = {}
-    last, count = _replay(standings, after=0, chunk=chunk, progress=progress)
-    with transaction.atomic():
+
+    def high_water_mark() -> int:
         _ledger_lock()
-        _, tail = _replay(standings, after=last, chunk=chunk)
-        changed = _swap({uuid.UUID(agent_id): standing for agent_id, standing in standings.items()})
-    return RebuildReport(outcomes=count + tail, agents=len(standings), changed=changed)
+        return RatedOutcome.objects.aggregate(mark=Max("seq"))["mark"] or 0
+
+    mark = run_in_transaction(high_water_mark, label="ratings_rebuild")
+    standings: dict[str, Standing] = {}
+    last, count = _replay(standings, after=0, upto=mark, chunk=chunk, progress=progress)
+
+    def swap() -> tuple[int, int, int]:
+        # On a copy: should the database ask for a rerun (a deadlock with a completion), the replay is intact.
+        final = {agent_id: replace(standing) for agent_id, standing in standings.items()}
+        _ledger_lock()
+        _, tail = _replay(final, after=last, chunk=chunk)
+        changed = _swap({uuid.UUID(agent_id): standing for agent_id, standing in final.items()})
+        return tail, len(final), changed
+
+    tail, agents, changed = run_in_transaction(swap, label="ratings_rebuild")
+    return RebuildReport(outcomes=count + tail, agents=agents, changed=changed)
 
 
 def rating_view(row: AgentRating | None) -> dict[str, Any]:

@@ -145,6 +145,8 @@ def verdict_create(
     if rules.verdict_is_late(topic, now):
         # The ticker cancels the topic at this deadline; a late verdict must not race it.
         raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
+    # Before the verdict's foreign key takes a shared lock on the judge's row (transitions.topic_lock_agents).
+    camps = transitions.topic_lock_agents(topic)
     if topic.status == TopicStatus.DEBATING:
         # The ticker has not ended the debate yet; do it here, in this transaction.
         transitions.topic_end_debate(topic, now=now)
@@ -153,5 +155,5 @@ def verdict_create(
             accepted = Verdict.objects.create(topic=topic, judge=judge, verdict=verdict, rationale=rationale)
     except IntegrityError:
         raise VerdictExists() from None
-    transitions.topic_complete(topic, verdict=accepted, now=now)
+    transitions.topic_complete(topic, verdict=accepted, now=now, camps=camps)
     return accepted

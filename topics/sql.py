@@ -31,7 +31,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from topics.models import Agent, AgentToken, Argument, Camp, CampName, Round, Topic
+from topics.models import Agent, AgentToken, Argument, Camp, CampName, RatingLedger, Round, Topic
 
 
 def _quote(model: type) -> str:
@@ -137,3 +137,25 @@ def agent_with_token(prefix: str, *, used_before: datetime) -> Agent | None:
     params = [connection.ops.adapt_datetimefield_value(used_before), prefix]
     rows = Agent.objects.raw(_text(connection.vendor, _token_text), params, using=connection.alias)
     return next(iter(rows), None)
+
+
+# --- the ratings ledger in share mode: every rated completion ------------------------------------
+
+
+def _ledger_share_text() -> str:
+    sql = f"SELECT id FROM {_quote(RatingLedger)} WHERE id = %s"
+    if not connection.features.has_select_for_update:
+        return sql
+    # The ORM locks only exclusively (select_for_update); MariaDB spells the shared lock this way.
+    return sql + (" LOCK IN SHARE MODE" if connection.vendor == "mysql" else " FOR SHARE")
+
+
+def rating_ledger_share() -> bool:
+    """``RatingLedger.objects.filter(pk=1).exists()``, holding the row in share mode until commit.
+
+    Completions hold it together; ``select_for_update()`` on the row (the
+    rebuild) waits for all of them and keeps new ones out. True when the row exists.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_text(connection.vendor, _ledger_share_text), [1])
+        return cursor.fetchone() is not None

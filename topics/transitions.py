@@ -28,7 +28,7 @@ from fabric_bridge.models import AnnouncementKind
 from topics import ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
-from topics.models import Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
+from topics.models import Agent, Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
 from topics.representations import timestamp, verdict_data
 
 logger = logging.getLogger("topics.transitions")
@@ -225,12 +225,27 @@ def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
 
 
-def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
+def topic_lock_agents(topic: Topic) -> dict[str, Any]:
+    """Lock the agents in the topic's camps, in key order (so two topics sharing agents cannot deadlock).
+
+    Before anything inserts a row that refers to them: a foreign key's check
+    takes a shared lock on the agent's row, and two transactions that then
+    both want it exclusively deadlock. One query, held or not; returns each
+    camp's agent id.
+    """
+    locked = Agent.objects.select_for_update().filter(camps__topic=topic).order_by("pk")
+    return {camp: agent_id for agent_id, camp in locked.values_list("pk", "camps__camp")}
+
+
+def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
+    """Complete the topic with ``verdict``; ``camps``: what the caller's ``topic_lock_agents`` returned, if it did."""
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
-    ratings.topic_record_rating(topic, verdict=verdict, now=now)
+    # The agents' locks order rating changes among completions that share an agent.
+    camps = camps or topic_lock_agents(topic)
+    ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
