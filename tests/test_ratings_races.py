@@ -103,26 +103,6 @@ def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
     assert stored() == live
 
 
-def held_completion(staged, *, holding: threading.Event, release: threading.Event):
-    """A thread completing ``staged``'s topic and keeping its transaction open until ``release``."""
-
-    def run():
-        try:
-            with transaction.atomic():
-                services.verdict_create(
-                    topic_id=staged.topic.pk, judge=staged.judge.agent, verdict={"winner": "pro"}, rationale="held"
-                )
-                holding.set()
-                assert release.wait(timeout=30)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert holding.wait(timeout=30), "the held completion never got its locks"
-    return thread
-
-
 def in_thread(fn):
     """Start ``fn`` on a thread (own connection); returns the thread and a list that receives its result."""
     out: list = []
@@ -138,6 +118,22 @@ def in_thread(fn):
     thread = threading.Thread(target=run)
     thread.start()
     return thread, out
+
+
+def held_completion(staged, *, holding: threading.Event, release: threading.Event):
+    """A thread completing ``staged``'s topic and keeping its transaction open until ``release``."""
+
+    def hold():
+        with transaction.atomic():
+            services.verdict_create(
+                topic_id=staged.topic.pk, judge=staged.judge.agent, verdict={"winner": "pro"}, rationale="held"
+            )
+            holding.set()
+            assert release.wait(timeout=30)
+
+    thread, _ = in_thread(hold)
+    assert holding.wait(timeout=30), "the held completion never got its locks"
+    return thread
 
 
 def complete(staged):
