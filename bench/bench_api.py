@@ -62,7 +62,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 from bench.common import argument_body, percentile, read_response  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
-from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
+from devtools.processes import ChildProcess, free_port, socket_inodes, wait_until_healthy, web_argv  # noqa: E402
 
 bench_environment("mysql://root@127.0.0.1:3306/dialectic_bench_api")
 
@@ -206,18 +206,6 @@ def argument_request(seat: Seat, rng: random.Random):
     return build
 
 
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed while we looked
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
 def _server_side_inode(port: int, client_port: int) -> str | None:
     """The inode of the server's end of our connection from ``client_port``, from /proc/net/tcp."""
     wanted_local, wanted_remote = f"{port:04X}", f"{client_port:04X}"
@@ -249,7 +237,7 @@ async def balanced_connections(server: Server, count: int) -> list[tuple]:
         owner = None
         for _ in range(200):  # the accept happens on the server's own time
             inode = _server_side_inode(server.port, client_port)
-            owner = next((pid for pid in workers if inode and inode in _socket_inodes(pid)), None)
+            owner = next((pid for pid in workers if inode and inode in socket_inodes(pid)), None)
             if owner is not None:
                 break
             await asyncio.sleep(0.005)

@@ -59,6 +59,19 @@ def web_argv(port: int, *, workers: int = 1, graceful_timeout: float = 2) -> lis
     ]  # fmt: skip
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` has open (Linux /proc), to match against /proc/net/tcp."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
 def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.02, message: str = "") -> T:
     """Poll ``condition`` until it returns something truthy (returned); fail like an assert after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -26,7 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from devtools.environments import child_env
-from devtools.processes import Stack
+from devtools.processes import Stack, socket_inodes
 from tests.api_support import player, stage_topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,18 +41,6 @@ STREAMS = 60
 def worker_pid(server: Stack) -> int:
     (pid,) = Path(f"/proc/{server.web.pid}/task/{server.web.pid}/children").read_text().split()
     return int(pid)
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue  # closed while we looked
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
 
 
 def _local_ports(inodes: set[str]) -> set[int]:
@@ -77,7 +65,7 @@ def connections_of(pid: int) -> set[str]:
             except OSError:
                 continue
         return found
-    ports = _local_ports(_socket_inodes(pid))
+    ports = _local_ports(socket_inodes(pid))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT ID, HOST FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
