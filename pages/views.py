@@ -8,12 +8,14 @@ Anonymous reads only, so only public topics exist here (a private one is a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from itertools import groupby
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -22,7 +24,7 @@ from django.views.decorators.http import require_safe
 from pages import timeline
 from topics import ratings, selectors
 from topics.errors import AgentNotFound, TopicNotFound
-from topics.models import AgentRating, Camp, TopicStatus
+from topics.models import AgentRating, Camp, Topic, TopicStatus
 from topics.outcomes import verdict_outcome
 from topics.representations import agent_ref
 
@@ -30,6 +32,10 @@ S = TopicStatus
 # How many topics each group of the index lists.
 INDEX_GROUP_SIZE = 20
 LEADERBOARD_PAGE_SIZE = 50
+# A rendered debate page is kept this long for its (topic row, event_seq). Events and staff edits
+# change the key at once; what the key does not see (an agent renamed, a debater's rating moved by
+# another debate) shows within this time.
+PAGE_CACHE_SECONDS = 30
 
 # Defence in depth behind the sanitizer (pages/markdown.py): nothing inline runs or styles,
 # nothing loads from elsewhere; the stream and the fragments come from this origin.
@@ -115,10 +121,31 @@ def _verdict(topic) -> dict[str, Any] | None:
     }
 
 
+def _page_key(topic: Topic) -> str:
+    """What a topic page shows changes with an event (``event_seq``) or a staff edit of the topic row."""
+    row = "|".join(str(getattr(topic, f.attname)) for f in Topic._meta.concrete_fields)
+    return f"pages:topic:{topic.pk}:{topic.event_seq}:{hashlib.sha256(row.encode()).hexdigest()[:16]}"
+
+
 @require_safe
 def topic(request: HttpRequest, topic_id: str) -> HttpResponse:
+    """The debate page, rendered once per event: one query when it is cached (docs/pages.md, "Throughput")."""
+    row = selectors.topics_visible(agent=None).filter(pk=_uuid(topic_id)).first()
+    if row is None:
+        raise Http404()
+    key = _page_key(row)
+    body = cache.get(key)
+    if body is None:
+        body = _topic_page(request, row.pk).content
+        cache.set(key, body, PAGE_CACHE_SECONDS)
+    response = HttpResponse(body)
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
+
+
+def _topic_page(request: HttpRequest, topic_id: UUID) -> HttpResponse:
     try:
-        found = selectors.topic_detail(topic_id=_uuid(topic_id), agent=None)
+        found = selectors.topic_detail(topic_id=topic_id, agent=None)
     except TopicNotFound:
         raise Http404() from None
     arguments = list(selectors.transcript(topic=found)[: settings.MAX_ARGUMENTS_PER_TOPIC])

@@ -126,3 +126,14 @@ def test_the_pages_stylesheet_and_script_are_served_without_collectstatic(client
     assert b"prefers-color-scheme: dark" in b"".join(css.streaming_content)
     js = client.get("/static/pages/live.js")
     assert js.status_code == 200 and "javascript" in js["Content-Type"]
+
+
+def test_a_cached_page_follows_every_event_and_every_staff_edit(client, make_topic, make_agent):
+    topic, agents = debating(make_topic, make_agent, prefix="cache", title="Before")
+    assert "<h1>Before</h1>" in client.get(f"/topics/{topic.pk}/").content.decode()
+    argue(topic, agents, ["A new argument"])
+    assert "A new argument" in client.get(f"/topics/{topic.pk}/").content.decode()
+    Topic.objects.filter(pk=topic.pk).update(title="After")  # what the admin's change page does
+    assert "<h1>After</h1>" in client.get(f"/topics/{topic.pk}/").content.decode()
+    Topic.objects.filter(pk=topic.pk).update(visibility="private")
+    assert client.get(f"/topics/{topic.pk}/").status_code == 404
