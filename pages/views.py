@@ -164,10 +164,9 @@ def _topic_page(request: HttpRequest, topic_id: UUID) -> HttpResponse:
 @require_safe
 def argument(request: HttpRequest, topic_id: str, argument_id: str) -> HttpResponse:
     """One argument as the topic page shows it: what live.js inserts when ``argument_posted`` arrives."""
-    try:
-        found = selectors.topic_detail(topic_id=_uuid(topic_id), agent=None)
-    except TopicNotFound:
-        raise Http404() from None
+    found = selectors.topics_visible(agent=None).filter(pk=_uuid(topic_id)).first()
+    if found is None:
+        raise Http404()
     one = selectors.transcript(topic=found).filter(pk=_uuid(argument_id)).first()
     if one is None:
         raise Http404()
