@@ -20,7 +20,7 @@ def client():
 
 def test_the_index_groups_public_topics_and_leaves_out_private_ones(client, make_topic, make_agent):
     live, _ = debating(make_topic, make_agent, prefix="idx", title="A live one")
-    make_topic(title="Open for signup").__class__.objects.filter(title="Open for signup").update(status="signup_open")
+    Topic.objects.filter(pk=make_topic(title="Open for signup").pk).update(status="signup_open")
     make_topic(title="Coming soon")
     make_topic(title="A secret one", visibility="private")
     response = client.get("/")
