@@ -34,7 +34,8 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=dialectic:dialectic . /app
 
-# Static files (admin, API docs) are collected at build time. Settings refuse to
+# Static files (pages, admin, API docs): the web process serves them itself (WhiteNoise,
+# docs/pages.md); they are also collected at build time. Settings refuse to
 # load without a secret key when DEBUG is off, so give collectstatic a throw-away
 # one that never reaches the running container.
 # /srv/static is where a release step can publish them for a reverse proxy (docs/deploy.md).

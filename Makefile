@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd bench-ratings demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd bench-ratings bench-pages demo clean
 
 # The virtualenv, and a .env for local development (debug on, a generated secret key) when there is none.
 install: $(VENV)/.installed .env
@@ -24,6 +24,7 @@ migrate: install
 # Local stack: ASGI web server and one ticker (Procfile), SQLite, short ticks, debug on.
 run: migrate
 	@echo ""
+	@echo "  Debates  http://127.0.0.1:8000/"
 	@echo "  API      http://127.0.0.1:8000/api/topics/"
 	@echo "  API docs http://127.0.0.1:8000/api/docs/"
 	@echo "  Admin    http://127.0.0.1:8000/admin/   (staff user: $(BIN)/python manage.py createsuperuser)"
@@ -44,7 +45,7 @@ test: install
 # Every benchmark in turn, one after the other so they do not disturb each other;
 # a benchmark that misses its target does not stop the others (-k), but fails the run.
 bench: install
-	$(MAKE) -k bench-ticker bench-api bench-crowd bench-sse bench-fabric bench-ratings
+	$(MAKE) -k bench-ticker bench-api bench-crowd bench-pages bench-sse bench-fabric bench-ratings
 
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
@@ -82,6 +83,11 @@ bench-crowd: install
 # DATABASE_URL says otherwise. ARGS="--topics 400 --runs 5 --verdicts 100000".
 bench-ratings: install
 	$(BIN)/python bench/bench_ratings.py $(ARGS)
+
+# Anonymous GET /topics/{id}/ of a 50-argument debate against bench_crowd's hello-world floor, wrk,
+# same run (docs/pages.md). MariaDB database dialectic_bench_pages unless DATABASE_URL says otherwise.
+bench-pages: install
+	$(BIN)/python bench/bench_pages.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

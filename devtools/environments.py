@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 # Every variable dialectic/settings.py reads, and the two the Procfile's web line reads.
 CONFIGURATION = re.compile(
-    r"^(DJANGO_|FABRIC_|ORCHESTRATOR_|SSE_|THROTTLE_)|^(DATABASE_URL|CACHE_URL|LOG_LEVEL|BIND|WEB_CONCURRENCY)$"
+    r"^(DJANGO_|FABRIC_|ORCHESTRATOR_|SSE_|THROTTLE_|CORS_)|^(DATABASE_URL|CACHE_URL|LOG_LEVEL|BIND|WEB_CONCURRENCY)$"
 )
 ISOLATED_ENV_FILE = Path(__file__).resolve().with_name("isolated.env")
 

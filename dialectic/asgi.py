@@ -5,7 +5,7 @@ and gone after it, so a database connection cannot outlive its request
 (CONN_MAX_AGE has to be 0 under it) and every request pays for a new
 connection. Here only the streams go through it: they must stay on the event
 loop, thousands per process. Every other request (API, admin, docs, pages,
-/healthz, static files in debug) goes to Django's WSGI handler on a2wsgi's
+/healthz, static files) goes to Django's WSGI handler on a2wsgi's
 pool of ``WEB_THREADS`` threads. Each pool thread keeps its database
 connection between requests (CONN_MAX_AGE, health-checked), and the WSGI
 handler sends request_started / request_finished around every request, so
@@ -34,14 +34,7 @@ pages = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402
 
-if settings.DEBUG:
-    # The admin's CSS and JS under the production server during development (runserver
-    # does this itself). Without DEBUG, run collectstatic and let the proxy serve
-    # STATIC_ROOT (docs/admin.md).
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-
-    pages = StaticFilesHandler(pages)
-
+# Static files are served on this pool by WhiteNoise (dialectic/staticfiles.py, in MIDDLEWARE).
 pool = WSGIMiddleware(pages, workers=settings.WEB_THREADS)
 
 # The paths served on the event loop: every `…/events/` stream under /api/, and the

@@ -53,13 +53,20 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "corsheaders",
     "topics",
+    "pages",
     "orchestrator",
     "fabric_bridge",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the pages' stylesheet and script, the admin's, the API docs') from the
+    # web process itself, no collectstatic needed; only on the thread pool (docs/pages.md).
+    "dialectic.staticfiles.StaticFiles",
+    # Before CommonMiddleware, as django-cors-headers asks: a preflight is answered here.
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -164,6 +171,30 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise finds the files in the apps' static/ directories at startup, so neither
+# `make run` nor a test server needs collectstatic; the Dockerfile still collects them
+# into STATIC_ROOT for a proxy that wants to serve them itself (docs/pages.md).
+WHITENOISE_USE_FINDERS = True
+
+# --- CORS (django-cors-headers; docs/pages.md, docs/operations.md) ---------------
+# The public reads and the topic stream, for pages on other origins. "*" (the default)
+# is any origin; otherwise a comma-separated list of origins (https://example.org).
+# Never credentials: a cross-origin page reads what an anonymous visitor may read.
+_cors_origins = env_list("CORS_ALLOWED_ORIGINS", default="*")
+if "*" in _cors_origins:
+    if _cors_origins != ["*"]:
+        raise ImproperlyConfigured("CORS_ALLOWED_ORIGINS is either * or a list of origins, not both")
+    CORS_ALLOW_ALL_ORIGINS = True
+else:
+    CORS_ALLOWED_ORIGINS = _cors_origins
+CORS_ALLOW_CREDENTIALS = False
+# Topics (list, detail, transcript, verdict, stream) and the leaderboard and public
+# profiles; not /api/agents/me/ and its neighbours, which answer to a token only.
+CORS_URLS_REGEX = r"^/api/(topics/|agents/$|agents/(?!me/)[^/]+/$)"
+# Reads only: a page elsewhere follows a debate, it does not take part in one.
+CORS_ALLOW_METHODS = ["GET", "HEAD", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["accept", "cache-control", "if-none-match", "last-event-id"]
+CORS_EXPOSE_HEADERS = ["etag", "retry-after"]
 
 # --- Web server (dialectic/asgi.py; docs/operations.md) -----------------------
 # Threads per web process for every request but the event streams; each keeps one

@@ -10,6 +10,8 @@ urlpatterns = [
     re_path(r"^api/topics/(?P<topic_id>[^/]+)/events/$", stream_views.topic_events, name="topic-events"),
     path("admin/", admin.site.urls),
     path("", include("topics.urls")),
+    # The spectator pages (/, /topics/<id>/, /agents/<id>/, /leaderboard/); the admin's "View site" is /.
+    path("", include("pages.urls")),
 ]
 
 # JSON errors under /api/ (a malformed path is a {"detail", "code"} 404, not an HTML page).
