@@ -88,7 +88,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from orchestrator import transitions  # noqa: E402
+from topics import transitions  # noqa: E402
 from topics.models import Agent, Argument, EventKind, Signup, Topic, TopicEvent  # noqa: E402
 from topics.tokens import token_issue  # noqa: E402
 
