@@ -122,11 +122,11 @@ def _debating_topic(i: int, now, players: dict[str, Agent]) -> Topic:
         debate_end_at=now + timedelta(hours=3),
     )
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
         Signup.objects.bulk_create(Signup(topic=topic, agent=a, camp=c) for c, a in players.items())
-        transitions.close_signup(locked, now=now, rng=random.Random(i))
-        transitions.start_debate(locked, now=now)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(i))
+        transitions.topic_start_debate(locked, now=now)
     return topic
 
 
@@ -152,7 +152,7 @@ def seed(crowd: int) -> Seeded:
             debate_end_at=now + timedelta(hours=4),
         )
         with transaction.atomic():
-            transitions.open_signup(transitions.lock_topic(topic.pk), now=now)
+            transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
         open_topics.append(topic)
     Signup.objects.bulk_create(Signup(topic=t, agent=me, camp=None) for t in open_topics[:ME_SIGNUPS])
     with transaction.atomic():
