@@ -6,9 +6,11 @@ defaults; docs/ratings.md says why and what the numbers mean.
 Invariants:
 
 - Every change to an ``AgentRating`` happens under the ``RatingLedger`` row
-  lock: a completion takes it after its topic's lock (``topic_record_rating``,
-  called by ``transitions.topic_complete``), the rebuild takes it alone for
-  its final swap. One order of locks (topic, then ledger), so no deadlock.
+  lock: a completion takes it after its topic's lock and before its agents'
+  rows (``topic_lock_ledger``, called by ``transitions.topic_lock_for_verdict``),
+  the rebuild takes it alone for its final swap, whose upserts then touch
+  agents' rows (their foreign-key checks). One order of locks (topic, ledger,
+  agents), so no deadlock.
 - ``RatedOutcome.seq`` is allocated under that lock, held until commit, so
   ascending ``seq`` is commit order: the order the ratings changed in. Replaying the log
   in ``seq`` order through ``_apply`` (the one function both paths use)
@@ -134,6 +136,24 @@ def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     return len(writes)
 
 
+def _rated_outcome(topic: Topic, verdict: dict) -> str | None:
+    """The outcome this verdict gives a rated topic; None when nothing is rated (private, or no outcome)."""
+    if topic.visibility != Visibility.PUBLIC:
+        return None
+    return verdict_outcome(topic.verdict_schema.schema, verdict)
+
+
+def topic_lock_ledger(topic: Topic, *, verdict: dict) -> None:
+    """Take the ledger lock now when this verdict will be rated: before the caller locks the agents' rows.
+
+    The rebuild's swap holds the ledger and then takes shared locks on agents'
+    rows; a completion holding an agent's row while it waits for the ledger
+    would close the circle.
+    """
+    if _rated_outcome(topic, verdict) is not None:
+        _ledger_lock()
+
+
 def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
@@ -141,12 +161,10 @@ def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> Rat
     None, and nothing written, for a private topic or one whose schema has no outcome.
     Four statements: the ledger lock, the camps with their ratings, one upsert, the log row.
     """
-    if topic.visibility != Visibility.PUBLIC:
-        return None
-    outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
+    outcome = _rated_outcome(topic, verdict.verdict)
     if outcome is None:
         return None
-    _ledger_lock()
+    _ledger_lock()  # taken already by topic_lock_ledger on the API's path; locking again is a no-op
     # Read under the ledger lock: every writer of these rows holds it, so they are current.
     camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic).select_related("agent__rating").order_by()}
     rows = {agent.pk: rating for agent in camps.values() if (rating := rating_row(agent)) is not None}

@@ -171,8 +171,9 @@ def verdict_create(
     if rules.verdict_is_late(topic, now):
         # The ticker cancels the topic at this deadline; a late verdict must not race it.
         raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
-    # The agents to be told, locked before the verdict's foreign key touches the judge's row.
-    transitions.topic_lock_agents(topic)
+    # The agents to be told, locked before the verdict's foreign key touches the judge's row
+    # (and, for a rated verdict, after the rating ledger: transitions' lock order).
+    transitions.topic_lock_for_verdict(topic, verdict=verdict)
     if topic.status == TopicStatus.DEBATING:
         # The ticker has not ended the debate yet; do it here, in this transaction.
         transitions.topic_end_debate(topic, now=now)

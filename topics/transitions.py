@@ -12,8 +12,8 @@ when to act are appended here too (``agent_events_append``), in the same
 transaction, with the webhook deliveries they imply.
 
 Lock order, so two transitions that tell the same agents never wait on each
-other in a circle: the topic row first, then the agents' rows in primary-key
-order, and both before any row that refers to those agents is inserted (an
+other in a circle: the topic row first, then (a rated completion) the rating
+ledger, then the agents' rows in primary-key order, and both before any row that refers to those agents is inserted (an
 insert's foreign-key check takes a shared lock on the agent, and upgrading it
 later would deadlock against another transaction doing the same).
 
@@ -169,6 +169,12 @@ def _agents_lock_with_webhooks(agent_ids: Iterable[Any]) -> tuple[dict[uuid.UUID
 def topic_lock_agents(topic: Topic) -> None:
     """Lock the agents in the topic's camps, before anything inserts a row that refers to them."""
     agents_lock(_camps(topic).values())
+
+
+def topic_lock_for_verdict(topic: Topic, *, verdict: dict) -> None:
+    """What a completion locks after the topic, in order: the rating ledger (a rated verdict), then the agents."""
+    ratings.topic_lock_ledger(topic, verdict=verdict)
+    topic_lock_agents(topic)
 
 
 def _agent_key(agent_id: Any) -> uuid.UUID:
@@ -367,7 +373,7 @@ def topic_end_debate(topic: Topic, *, now: datetime) -> None:
 
 
 def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime) -> None:
-    """judging → completed. The caller locked the camps' agents (``agents_lock``) before inserting the verdict."""
+    """judging → completed. The caller locked the ledger and the agents (``topic_lock_for_verdict``) first."""
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
