@@ -17,12 +17,18 @@ Invariants:
 - Only public topics whose schema has an outcome (``topics.outcomes``)
   write anything. Debaters get a rating and wins/losses/draws; the judge
   gets ``judged``, never a rating.
+- A panel is one rated game, decided by its majority outcome (the topic's
+  verdict, ``topics.panels``): the debaters are rated once per topic,
+  whatever the number of judges. Each judge whose ballot counted gets
+  ``judged`` and a ``panel_ballots``, and an ``agreed`` when its ballot
+  named the panel's outcome (its agreement). ``RatedOutcome.panel`` keeps
+  the counted ballots so the rebuild replays exactly this.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,7 +38,18 @@ from django.db.models import CharField
 from django.db.models.functions import Cast
 from openskill.models import BradleyTerryFull
 
-from topics.models import AgentRating, Camp, CampName, Outcome, RatedOutcome, RatingLedger, Topic, Verdict, Visibility
+from topics.models import (
+    AgentRating,
+    Ballot,
+    Camp,
+    CampName,
+    Outcome,
+    RatedOutcome,
+    RatingLedger,
+    Topic,
+    Verdict,
+    Visibility,
+)
 from topics.outcomes import verdict_outcome
 
 MODEL = BradleyTerryFull()
@@ -44,7 +61,19 @@ REBUILD_CHUNK = 5000
 WRITE_BATCH = 500
 
 _RANKS = {Outcome.PRO: [1, 2], Outcome.CON: [2, 1], Outcome.DRAW: [1, 1]}
-_RATING_FIELDS = ("mu", "sigma", "low", "games", "wins", "losses", "draws", "judged", "updated_at")
+_RATING_FIELDS = (
+    "mu",
+    "sigma",
+    "low",
+    "games",
+    "wins",
+    "losses",
+    "draws",
+    "judged",
+    "panel_ballots",
+    "agreed",
+    "updated_at",
+)
 
 
 @dataclass
@@ -58,6 +87,8 @@ class Standing:
     losses: int = 0
     draws: int = 0
     judged: int = 0
+    panel_ballots: int = 0
+    agreed: int = 0
     updated_at: datetime | None = field(default=None)
 
     @property
@@ -78,8 +109,19 @@ def interval(mu: float, sigma: float) -> tuple[float, float]:
     return mu - SPREAD * sigma, mu + SPREAD * sigma
 
 
-def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: datetime) -> None:
-    """One rated debate: the library rates pro against con, the record counts it. The only update rule."""
+def _apply(
+    pro: Standing,
+    con: Standing,
+    judge: Standing,
+    outcome: str,
+    at: datetime,
+    panel: list[tuple[Standing, str]] | None = None,
+) -> None:
+    """One rated debate: the library rates pro against con, the record counts it. The only update rule.
+
+    ``panel``: each counted ballot's judge and outcome, for a panel; then ``judge`` (the first seat) is not
+    counted on its own, only as the panel's ballots say.
+    """
     [[new_pro], [new_con]] = MODEL.rate(
         [[MODEL.rating(mu=pro.mu, sigma=pro.sigma)], [MODEL.rating(mu=con.mu, sigma=con.sigma)]],
         ranks=_RANKS[outcome],
@@ -94,8 +136,15 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
         else:
             standing.losses += 1
         standing.updated_at = at
-    judge.judged += 1
-    judge.updated_at = at
+    if not panel:
+        judge.judged += 1
+        judge.updated_at = at
+        return
+    for standing, ballot in panel:
+        standing.judged += 1
+        standing.panel_ballots += 1
+        standing.agreed += ballot == outcome
+        standing.updated_at = at
 
 
 # --- the completion ----------------------------------------------------------------------
@@ -134,7 +183,9 @@ def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     return len(writes)
 
 
-def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> RatedOutcome | None:
+def topic_record_rating(
+    topic: Topic, *, verdict: Verdict, now: datetime, ballots: Sequence[Ballot] = ()
+) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
     The caller holds the topic's row lock (``transitions.topic_complete``).
@@ -148,14 +199,28 @@ def topic_record_rating(topic: Topic, *, verdict: Verdict, now: datetime) -> Rat
         return None
     _ledger_lock()
     # Read under the ledger lock: every writer of these rows holds it, so they are current.
-    camps = {c.camp: c.agent for c in Camp.objects.filter(topic=topic).select_related("agent__rating").order_by()}
-    rows = {agent.pk: rating for agent in camps.values() if (rating := rating_row(agent)) is not None}
-    standings = {agent.pk: Standing.of(rows.get(agent.pk)) for agent in camps.values()}
-    pro, con, judge = (camps[c].pk for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
-    _apply(standings[pro], standings[con], standings[judge], outcome, now)
+    seats = list(Camp.objects.filter(topic=topic).select_related("agent__rating").order_by("camp", "seat"))
+    agents = {seat.agent.pk: seat.agent for seat in seats}
+    rows = {pk: rating for pk, agent in agents.items() if (rating := rating_row(agent)) is not None}
+    standings = {pk: Standing.of(rows.get(pk)) for pk in agents}
+    first = {seat.camp: seat.agent.pk for seat in reversed(seats)}  # seat 0 of each camp
+    pro, con, judge = (first[c] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    # A panel's ballots, the topic's own: their judges hold seats, so their standings are loaded above.
+    panel = (
+        [(b.judge_id, verdict_outcome(topic.verdict_schema.schema, b.verdict)) for b in ballots]
+        if topic.is_panel
+        else []
+    )
+    _apply(standings[pro], standings[con], standings[judge], outcome, now, [(standings[j], o) for j, o in panel])
     _save(standings, rows)
     return RatedOutcome.objects.create(
-        topic=topic, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
+        topic=topic,
+        pro_id=pro,
+        con_id=con,
+        judge_id=judge,
+        outcome=outcome,
+        panel=[[j.hex, o] for j, o in panel],  # the text the rebuild's Cast reads the other ids as
+        completed_at=now,
     )
 
 
@@ -185,13 +250,22 @@ def _replay_chunk(standings: dict[Any, Standing], *, after: int, chunk: int) -> 
         RatedOutcome.objects.filter(seq__gt=after)
         .order_by("seq")
         .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
-        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
+        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "panel", "completed_at")[:chunk]
     )
     last, count = after, 0
-    for seq, pro, con, judge, outcome, completed_at in rows:
-        for agent_id in (pro, con, judge):
+    for seq, pro, con, judge, outcome, panel, completed_at in rows:
+        # The panel's ids are stored as 32 hex digits, the same text the Cast gives on SQLite and MySQL.
+        voters = [(j, o) for j, o in panel or []]
+        for agent_id in (pro, con, judge, *(j for j, _ in voters)):
             standings.setdefault(agent_id, Standing())
-        _apply(standings[pro], standings[con], standings[judge], outcome, completed_at)
+        _apply(
+            standings[pro],
+            standings[con],
+            standings[judge],
+            outcome,
+            completed_at,
+            [(standings[j], o) for j, o in voters],
+        )
         last, count = seq, count + 1
     return last, count
 
@@ -263,6 +337,8 @@ def record_view(row: AgentRating | None) -> dict[str, int]:
         "losses": standing.losses,
         "draws": standing.draws,
         "judged": standing.judged,
+        "panel_ballots": standing.panel_ballots,
+        "agreement": _round(standing.agreed / standing.panel_ballots) if standing.panel_ballots else None,
     }
 
 
