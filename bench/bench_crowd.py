@@ -95,7 +95,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from orchestrator import transitions  # noqa: E402
+from topics import transitions  # noqa: E402
 from topics.models import Agent, Argument, EventKind, Signup, Topic, TopicEvent  # noqa: E402
 from topics.tokens import token_issue  # noqa: E402
 
@@ -135,11 +135,11 @@ def _debating_topic(i: int, now, players: dict[str, Agent]) -> Topic:
         debate_end_at=now + timedelta(hours=3),
     )
     with transaction.atomic():
-        locked = transitions.lock_topic(topic.pk)
-        transitions.open_signup(locked, now=now)
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_open_signup(locked, now=now)
         Signup.objects.bulk_create(Signup(topic=topic, agent=a, camp=c) for c, a in players.items())
-        transitions.close_signup(locked, now=now, rng=random.Random(i))
-        transitions.start_debate(locked, now=now)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(i))
+        transitions.topic_start_debate(locked, now=now)
     return topic
 
 
@@ -165,7 +165,7 @@ def seed(crowd: int) -> Seeded:
             debate_end_at=now + timedelta(hours=4),
         )
         with transaction.atomic():
-            transitions.open_signup(transitions.lock_topic(topic.pk), now=now)
+            transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
         open_topics.append(topic)
     Signup.objects.bulk_create(Signup(topic=t, agent=me, camp=None) for t in open_topics[:ME_SIGNUPS])
     with transaction.atomic():
