@@ -16,7 +16,7 @@ def test_a_database_error_is_service_unavailable_with_retry_after(monkeypatch):
     def down(**kwargs):
         raise OperationalError("(1205, 'Lock wait timeout exceeded; try restarting transaction')")
 
-    monkeypatch.setattr("topics.selectors.topic_list", down)
+    monkeypatch.setattr("topics.selectors.topic_list_rows", down)
     response = Client().get("/api/topics/")
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"

@@ -56,13 +56,14 @@ def test_topic_list_queries_do_not_grow_with_rows(now, settings, token):
     assert response.json()["count"] == 500
     assert all(t["camps"] and t["current_round"] == 0 for t in response.json()["results"])
     assert small == large
-    assert large <= 6  # (auth) + count + page + rounds + camps with agents
+    # (auth) + the ETag's count and page of ids (topics.conditional), then count + page + rounds + camps with agents
+    assert large <= 7
 
 
 def test_topic_detail_query_count(now):
     staged = stage_topic("debating", now=now)
     queries, _ = _count(lambda: client().get(f"/api/topics/{staged.topic.pk}/"))
-    assert queries == 3  # topic with schema, rounds, camps with agents
+    assert queries == 4  # the ETag's topic row, then topic with schema, rounds, camps with agents
 
 
 def test_transcript_queries_do_not_grow_with_rows(now):
@@ -84,7 +85,7 @@ def test_transcript_queries_do_not_grow_with_rows(now):
     add(490)
     large, response = _count(lambda: client().get(f"/api/topics/{staged.topic.pk}/arguments/"))
     assert len(response.json()) == 500
-    assert small == large == 4  # topic, rounds, camps (the topic detail's), arguments with rounds and agents
+    assert small == large == 2  # the ETag's topic row (also the 404 gate), arguments with round numbers and agents
 
 
 @pytest.mark.django_db(transaction=True)
@@ -111,3 +112,12 @@ def test_agents_me_queries_do_not_grow_with_assignments(now):
     large, response = _count(lambda: me.client().get("/api/agents/me/"))
     assert len(response.json()["assignments"]) == 5
     assert small == large
+    # The token, the ETag's three (agent with rating, active topics with signups, finished topics),
+    # then the rating, the two topic lists and the three prefetches.
+    assert large == 10
+
+
+def test_verdict_query_count(now):
+    staged = stage_topic("completed", now=now)
+    queries, _ = _count(lambda: client().get(f"/api/topics/{staged.topic.pk}/verdict/"))
+    assert queries == 2  # the ETag's topic row with the verdict's existence, the verdict with its judge

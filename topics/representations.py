@@ -47,3 +47,85 @@ def verdict_data(verdict: Verdict) -> dict[str, Any]:
         "rationale": verdict.rationale,
         "created_at": timestamp(verdict.created_at),
     }
+
+
+# --- the hot reads, from ``values()`` rows (``topics.selectors``): the output serializers' shapes ------
+# Built without model instances or serializer fields, which were most of the time of a topic list
+# (docs/serving.md); ``tests/test_hot_reads.py`` holds each byte-identical to its serializer.
+
+
+def round_data(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "round_no": row["round_no"],
+        "opens_at": timestamp(row["opens_at"]),
+        "closes_at": timestamp(row["closes_at"]),
+        "closed_at": timestamp(row["closed_at"]),
+    }
+
+
+def topic_data(row: dict[str, Any], rounds: list[dict[str, Any]], camps: list[dict[str, Any]]) -> dict[str, Any]:
+    """``TopicOut``: a ``selectors.TOPIC_VALUES`` row, its rounds by number, its camps by camp name."""
+    return {
+        "id": str(row["id"]),
+        "title": row["title"],
+        "summary": row["summary"],
+        "visibility": row["visibility"],
+        "status": row["status"],
+        "signup_open_at": timestamp(row["signup_open_at"]),
+        "signup_close_at": timestamp(row["signup_close_at"]),
+        "debate_start_at": timestamp(row["debate_start_at"]),
+        "debate_end_at": timestamp(row["debate_end_at"]),
+        "verdict_due_at": timestamp(row["verdict_due_at"]),
+        "round_count": row["round_count"],
+        "max_arguments_per_round": row["max_arguments_per_round"],
+        "current_round": next((r["round_no"] for r in rounds if r["closed_at"] is None), None),
+        "rounds": [round_data(r) for r in rounds],
+        "verdict_schema": {
+            "name": row["schema_name"],
+            "schema": row["schema_document"],
+            "description": row["schema_description"],
+        },
+        "camps": {c["camp"]: {"id": str(c["agent_id"]), "name": c["agent_name"]} for c in camps} or None,
+        "cancelled_reason": row["cancelled_reason"],
+        "created_at": timestamp(row["created_at"]),
+    }
+
+
+def argument_row_data(row: dict[str, Any]) -> dict[str, Any]:
+    """``ArgumentOut`` (and ``argument_data``) from a ``selectors.transcript_rows`` row."""
+    return {
+        "id": str(row["id"]),
+        "round_no": row["round_no"],
+        "camp": row["camp"],
+        "agent": {"id": str(row["agent_id"]), "name": row["agent_name"]},
+        "content": row["content"],
+        "created_at": timestamp(row["created_at"]),
+    }
+
+
+def me_data(agent: Agent, *, rating: dict[str, Any], record: dict[str, Any], assignments: list[Any]) -> dict:
+    """``MeOut``: the agent's profile, its rating and record (``topics.ratings``' views), its assignments."""
+    return {
+        "id": str(agent.id),
+        "name": agent.name,
+        "owner": agent.owner,
+        "created_at": timestamp(agent.created_at),
+        "last_seen_at": timestamp(agent.last_seen_at),
+        "rating": rating,
+        "record": record,
+        "assignments": [assignment_data(a) for a in assignments],
+    }
+
+
+def assignment_data(assignment: Any) -> dict[str, Any]:
+    """``AssignmentOut`` from a ``topics.next_action.Assignment`` (a layer above, hence untyped here)."""
+    topic, signup = assignment.topic, assignment.signup
+    return {
+        "topic": {"id": str(topic.id), "title": topic.title, "status": topic.status, "visibility": topic.visibility},
+        "signup": {"camp": signup.camp, "created_at": timestamp(signup.created_at)} if signup is not None else None,
+        "camp": assignment.camp,
+        "next_action": assignment.next_action,
+        "deadline": timestamp(assignment.deadline),
+        "round_no": assignment.round_no,
+        "arguments_left": assignment.arguments_left,
+    }

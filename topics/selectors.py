@@ -8,10 +8,12 @@ rows (related rows are prefetched), which the tests pin.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
 from topics import rules
@@ -48,25 +50,81 @@ def stream_access(*, anonymous_topics: set[UUID], token_ids: set[int]) -> tuple[
     return visible, tokens_live(token_ids)
 
 
-def _with_related(topics: QuerySet[Topic]) -> QuerySet[Topic]:
-    return topics.select_related("verdict_schema").prefetch_related(
-        "rounds", Prefetch("camps", queryset=Camp.objects.select_related("agent"))
-    )
-
-
-def topic_list(*, agent: Agent | None, status: str | None = None) -> QuerySet[Topic]:
+def topic_list_rows(*, agent: Agent | None, status: str | None = None) -> QuerySet[Topic]:
+    """The list's topics in the list's order, without their related rows (``topics.conditional`` reads ids)."""
     topics = topics_visible(agent=agent)
     if status:
         topics = topics.filter(status=status)
     # id breaks ties so pages never repeat or skip a topic created in the same microsecond.
-    return _with_related(topics).order_by("-created_at", "-id")
+    return topics.order_by("-created_at", "-id")
 
 
-def topic_detail(*, topic_id: UUID | str, agent: Agent | None) -> Topic:
-    topic = _with_related(topics_visible(agent=agent)).filter(pk=topic_id).first()
-    if topic is None:
+# --- the hot reads as rows (``topics.representations`` turns them into the API's shapes) ---------
+
+TOPIC_VALUES = (
+    "id",
+    "title",
+    "summary",
+    "visibility",
+    "status",
+    "signup_open_at",
+    "signup_close_at",
+    "debate_start_at",
+    "debate_end_at",
+    "verdict_due_at",
+    "round_count",
+    "max_arguments_per_round",
+    "cancelled_reason",
+    "created_at",
+)
+
+
+def topic_values(topics: QuerySet[Topic]) -> QuerySet:
+    """Topics as ``TOPIC_VALUES`` dicts with their verdict schema, in one query (a join)."""
+    return topics.values(
+        *TOPIC_VALUES,
+        schema_name=F("verdict_schema__name"),
+        schema_document=F("verdict_schema__schema"),
+        schema_description=F("verdict_schema__description"),
+    )
+
+
+def topic_detail_row(*, topic_id: UUID | str, agent: Agent | None) -> dict[str, Any]:
+    row = topic_values(topics_visible(agent=agent).filter(pk=topic_id)).first()
+    if row is None:
         raise TopicNotFound()
-    return topic
+    return row
+
+
+def rounds_and_camps(topic_ids: list[UUID]) -> tuple[dict[UUID, list[dict]], dict[UUID, list[dict]]]:
+    """The rounds (by number) and camps (by camp name, as ``TopicOut`` lists them) of these topics: two queries."""
+    rounds: dict[UUID, list[dict]] = defaultdict(list)
+    camps: dict[UUID, list[dict]] = defaultdict(list)
+    if not topic_ids:
+        return rounds, camps
+    for row in (
+        Round.objects.filter(topic_id__in=topic_ids)
+        .order_by("topic_id", "round_no")
+        .values("topic_id", "round_no", "opens_at", "closes_at", "closed_at")
+    ):
+        rounds[row["topic_id"]].append(row)
+    for row in (
+        Camp.objects.filter(topic_id__in=topic_ids)
+        .order_by("topic_id", "camp")
+        .values("topic_id", "camp", "agent_id", agent_name=F("agent__name"))
+    ):
+        camps[row["topic_id"]].append(row)
+    return rounds, camps
+
+
+def transcript_rows(*, topic_id: UUID | str, round_no: int | None = None) -> QuerySet:
+    """``transcript`` as rows for ``representations.argument_row_data``: one query, no instances."""
+    arguments = Argument.objects.filter(topic_id=topic_id)
+    if round_no is not None:
+        arguments = arguments.filter(round__round_no=round_no)
+    return arguments.order_by("round__round_no", "created_at", "id").values(
+        "id", "camp", "agent_id", "content", "created_at", round_no=F("round__round_no"), agent_name=F("agent__name")
+    )
 
 
 def topic_for_caller(*, topic_id: UUID | str, agent: Agent) -> Topic:
@@ -88,18 +146,38 @@ def topic_for_caller(*, topic_id: UUID | str, agent: Agent) -> Topic:
     return topic
 
 
-def transcript(*, topic: Topic, round_no: int | None = None) -> QuerySet[Argument]:
-    arguments = Argument.objects.filter(topic=topic).select_related("round", "agent")
-    if round_no is not None:
-        arguments = arguments.filter(round__round_no=round_no)
-    return arguments.order_by("round__round_no", "created_at", "id")
+def verdict_by_topic(*, topic_id: UUID | str) -> Verdict | None:
+    return Verdict.objects.select_related("judge").filter(topic_id=topic_id).first()
 
 
-def verdict_for(*, topic: Topic) -> Verdict | None:
-    return Verdict.objects.select_related("judge").filter(topic=topic).first()
+def topic_visible_or_404(*, topic_id: UUID | str, agent: Agent | None) -> None:
+    if not topics_visible(agent=agent).filter(pk=topic_id).exists():
+        raise TopicNotFound()
 
 
 # --- /api/agents/me/ ----------------------------------------------------------
+
+
+def _involved(agent: Agent) -> Q:
+    return Q(pk__in=Signup.objects.filter(agent=agent).values("topic_id")) | Q(
+        pk__in=Camp.objects.filter(agent=agent).values("topic_id")
+    )
+
+
+def assignment_topics_active(*, agent: Agent) -> QuerySet[Topic]:
+    """Every topic not finished that the agent signed up for or was placed in, soonest debate first."""
+    return (
+        Topic.objects.filter(_involved(agent))
+        .exclude(status__in=rules.FINISHED_STATUSES)
+        .order_by("debate_start_at", "id")
+    )
+
+
+def assignment_topics_finished(*, agent: Agent) -> QuerySet[Topic]:
+    """The agent's most recently finished topics (``RECENT_FINISHED_ASSIGNMENTS``), latest first."""
+    return Topic.objects.filter(_involved(agent), status__in=rules.FINISHED_STATUSES).order_by("-debate_end_at", "-id")[
+        :RECENT_FINISHED_ASSIGNMENTS
+    ]
 
 
 def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
@@ -107,17 +185,7 @@ def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
 
     Five queries however many topics: active, finished, and three prefetches.
     """
-    involved = Q(pk__in=Signup.objects.filter(agent=agent).values("topic_id")) | Q(
-        pk__in=Camp.objects.filter(agent=agent).values("topic_id")
-    )
-    terminal = rules.FINISHED_STATUSES
-    active = list(Topic.objects.filter(involved).exclude(status__in=terminal).order_by("debate_start_at", "id"))
-    finished = list(
-        Topic.objects.filter(involved, status__in=terminal).order_by("-debate_end_at", "-id")[
-            :RECENT_FINISHED_ASSIGNMENTS
-        ]
-    )
-    topics = active + finished
+    topics = list(assignment_topics_active(agent=agent)) + list(assignment_topics_finished(agent=agent))
     open_rounds = Round.objects.filter(closed_at__isnull=True).annotate(
         pro_posted=Count("arguments", filter=Q(arguments__camp=CampName.PRO)),
         con_posted=Count("arguments", filter=Q(arguments__camp=CampName.CON)),

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from topics.api.serializers import FIELD_ERRORS_SCHEMA, ErrorOut
 
@@ -61,6 +62,27 @@ WRITE_ERRORS = {
     429: error_response_doc("`throttled`: too many writes; wait Retry-After seconds."),
 }
 READ_ERRORS = {**AUTH_OPTIONAL, **NOT_ACCEPTABLE, **UNAVAILABLE}
+
+
+# --- conditional GET (topics.conditional) ---------------------------------------------
+
+CONDITIONAL_PARAMETERS = [
+    OpenApiParameter(
+        "If-None-Match",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="The `ETag` of the body you hold (or several, or `*`): a 304 without a body if it is current.",
+    ),
+    OpenApiParameter(
+        "ETag",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200, 304],
+        description="The body's entity tag; send it back as `If-None-Match`. It changes whenever the body would.",
+    ),
+]
+NOT_MODIFIED = {304: OpenApiResponse(description="Not modified: the body you hold (`If-None-Match`) is current.")}
 
 
 # --- the bearer scheme ------------------------------------------------------------

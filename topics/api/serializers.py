@@ -178,7 +178,10 @@ CampsOut = inline_serializer(
 
 
 class TopicOut(serializers.ModelSerializer):
-    """Expects ``rounds`` and ``camps`` (with agents) prefetched: see ``selectors._with_related``."""
+    """The document's description of a topic; the API builds it with ``representations.topic_data``.
+
+    Expects ``rounds`` and ``camps`` (with agents) prefetched; ``tests/test_hot_reads.py`` holds the two equal.
+    """
 
     verdict_schema = VerdictSchemaOut()
     rounds = RoundOut(many=True, read_only=True)

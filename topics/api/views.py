@@ -24,13 +24,15 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from topics import selectors, services
+from topics import conditional, ratings, selectors, services
 from topics.api.openapi import (
     AGENT_NOT_FOUND,
     AUTH_REQUIRED,
     BAD_REQUEST,
+    CONDITIONAL_PARAMETERS,
     NOT_ACCEPTABLE,
     NOT_FOUND,
+    NOT_MODIFIED,
     READ_ERRORS,
     UNAVAILABLE,
     WRITE_ERRORS,
@@ -56,7 +58,7 @@ from topics.api.serializers import (
 from topics.api.throttling import AgentWritesThrottle
 from topics.errors import AgentNotFound, DialecticError, TopicNotFound, VerdictNotFound
 from topics.models import Agent, Topic
-from topics.representations import argument_data
+from topics.representations import argument_data, argument_row_data, me_data, topic_data, verdict_data
 
 
 def _topic_id(raw: str) -> UUID:
@@ -64,6 +66,26 @@ def _topic_id(raw: str) -> UUID:
         return UUID(raw)
     except ValueError:
         raise TopicNotFound() from None
+
+
+def _conditional(request: Request, tag: str | None, build) -> Response:
+    """``build()``'s 200 with ``tag`` as its ETag, or a 304 when ``If-None-Match`` names the tag.
+
+    ``tag`` is computed by the caller before ``build`` runs (``topics.conditional``
+    says why); None means no current representation (the 404 ``build`` raises).
+    """
+    if tag is not None and conditional.matches(request.META.get("HTTP_IF_NONE_MATCH"), tag):
+        return conditional.not_modified(tag)
+    response = build()
+    if tag is not None:
+        response["ETag"] = tag
+    return response
+
+
+def _topics_data(rows: list[dict]) -> list[dict]:
+    """``TopicOut`` for each ``selectors.topic_values`` row: two more queries (rounds, camps) for any number."""
+    rounds, camps = selectors.rounds_and_camps([row["id"] for row in rows])
+    return [topic_data(row, rounds[row["id"]], camps[row["id"]]) for row in rows]
 
 
 def _agent_id(raw: str) -> UUID:
@@ -123,9 +145,10 @@ class TopicViewSet(viewsets.GenericViewSet):
     @extend_schema(
         operation_id="topics_list",
         summary="List the topics you can see, newest first",
-        parameters=[TopicListQuery],
+        parameters=[TopicListQuery, *CONDITIONAL_PARAMETERS],
         responses={
             200: TopicOut(many=True),
+            **NOT_MODIFIED,
             400: BAD_REQUEST,
             404: error_response_doc("`not_found`: no such page."),
             **READ_ERRORS,
@@ -134,17 +157,36 @@ class TopicViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         query = TopicListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        topics = selectors.topic_list(agent=request.user, status=query.validated_data.get("status") or None)
-        page = self.paginate_queryset(topics)
-        return self.get_paginated_response(TopicOut(page, many=True).data)
+        status = query.validated_data.get("status") or None
+        tag = conditional.topic_list_tag(
+            agent=request.user,
+            status=status,
+            page=request.query_params.get(self.paginator.page_query_param),
+            page_size=self.paginator.get_page_size(request),
+            uri=request.build_absolute_uri(),
+        )
+
+        def build() -> Response:
+            rows = self.paginate_queryset(
+                selectors.topic_values(selectors.topic_list_rows(agent=request.user, status=status))
+            )
+            return self.get_paginated_response(_topics_data(rows))
+
+        return _conditional(request, tag, build)
 
     @extend_schema(
         operation_id="topics_retrieve",
         summary="A topic: timeline, status, rounds, camps, verdict schema",
-        responses={200: TopicOut, **NOT_FOUND, **READ_ERRORS},
+        parameters=CONDITIONAL_PARAMETERS,
+        responses={200: TopicOut, **NOT_MODIFIED, **NOT_FOUND, **READ_ERRORS},
     )
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(TopicOut(selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)).data)
+        topic_id = _topic_id(pk)
+        return _conditional(
+            request,
+            conditional.topic_tag(topic_id=topic_id, agent=request.user, uri=request.build_absolute_uri()),
+            lambda: Response(_topics_data([selectors.topic_detail_row(topic_id=topic_id, agent=request.user)])[0]),
+        )
 
     # --- signups -------------------------------------------------------------
 
@@ -193,16 +235,26 @@ class TopicViewSet(viewsets.GenericViewSet):
     @extend_schema(
         operation_id="arguments_list",
         summary="The full transcript, ordered by round, then time",
-        parameters=[TranscriptQuery],
-        responses={200: ArgumentOut(many=True), 400: BAD_REQUEST, **NOT_FOUND, **READ_ERRORS},
+        parameters=[TranscriptQuery, *CONDITIONAL_PARAMETERS],
+        responses={200: ArgumentOut(many=True), **NOT_MODIFIED, 400: BAD_REQUEST, **NOT_FOUND, **READ_ERRORS},
     )
     @action(detail=True, methods=["get"], url_path="arguments", pagination_class=None)
     def arguments(self, request: Request, pk: str) -> Response:
-        topic = selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)
+        topic_id = _topic_id(pk)
+        # The tag's query is also the 404 gate: no tag, no visible topic.
+        tag = conditional.topic_tag(topic_id=topic_id, agent=request.user, uri=request.build_absolute_uri())
+        if tag is None:
+            raise TopicNotFound()
         query = TranscriptQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        arguments = selectors.transcript(topic=topic, round_no=query.validated_data.get("round"))
-        return Response(ArgumentOut(arguments, many=True).data)
+        round_no = query.validated_data.get("round")
+        return _conditional(
+            request,
+            tag,
+            lambda: Response(
+                [argument_row_data(row) for row in selectors.transcript_rows(topic_id=topic_id, round_no=round_no)]
+            ),
+        )
 
     @extend_schema(
         operation_id="arguments_create",
@@ -236,19 +288,30 @@ class TopicViewSet(viewsets.GenericViewSet):
     @extend_schema(
         operation_id="verdict_retrieve",
         summary="The verdict, once the judge has posted it",
+        parameters=CONDITIONAL_PARAMETERS,
         responses={
             200: VerdictOut,
+            **NOT_MODIFIED,
             404: error_response_doc("`not_found`: no such topic, or no verdict yet."),
             **READ_ERRORS,
         },
     )
     @action(detail=True, methods=["get"], url_path="verdict")
     def verdict(self, request: Request, pk: str) -> Response:
-        topic = selectors.topic_detail(topic_id=_topic_id(pk), agent=request.user)
-        verdict = selectors.verdict_for(topic=topic)
-        if verdict is None:
+        topic_id = _topic_id(pk)
+
+        def build() -> Response:
+            verdict = selectors.verdict_by_topic(topic_id=topic_id)
+            if verdict is None:
+                raise VerdictNotFound()
+            return Response(verdict_data(verdict))
+
+        tag = conditional.verdict_tag(topic_id=topic_id, agent=request.user, uri=request.build_absolute_uri())
+        if tag is None:
+            # Which 404: the topic's (not visible) or the verdict's (none yet).
+            selectors.topic_visible_or_404(topic_id=topic_id, agent=request.user)
             raise VerdictNotFound()
-        return Response(VerdictOut(verdict).data)
+        return _conditional(request, tag, build)
 
     @extend_schema(
         operation_id="verdict_create",
@@ -296,12 +359,23 @@ class MeView(APIView):
         tags=["agents"],
         operation_id="agents_me",
         summary="Your profile, rating, record and assignments: per topic your camp or signup, what to do next",
-        responses={200: MeOut, **AUTH_REQUIRED, **NOT_ACCEPTABLE, **UNAVAILABLE},
+        parameters=CONDITIONAL_PARAMETERS,
+        responses={200: MeOut, **NOT_MODIFIED, **AUTH_REQUIRED, **NOT_ACCEPTABLE, **UNAVAILABLE},
     )
     def get(self, request: Request) -> Response:
-        assignments = selectors.agent_assignments(agent=request.user, now=timezone.now())
-        request.user.assignments = assignments
-        return Response(MeOut(request.user).data)
+        now = timezone.now()
+
+        def build() -> Response:
+            agent = request.user
+            row = ratings.rating_row(agent)
+            assignments = selectors.agent_assignments(agent=agent, now=now)
+            return Response(
+                me_data(
+                    agent, rating=ratings.rating_view(row), record=ratings.record_view(row), assignments=assignments
+                )
+            )
+
+        return _conditional(request, conditional.me_tag(agent=request.user, now=now), build)
 
 
 @extend_schema(tags=["agents"])
