@@ -3,7 +3,7 @@
     make bench-crowd
     .venv/bin/python bench/bench_crowd.py --compare          # also the other serving options (docs/serving.md)
     .venv/bin/python bench/bench_crowd.py --no-crowd --rounds 5
-    .venv/bin/python bench/bench_crowd.py --conditional      # the crowd sends If-None-Match (once the API sends ETags)
+    .venv/bin/python bench/bench_crowd.py --conditional      # wrk also sends If-None-Match on every GET (304s)
     DATABASE_URL=mysql://root@127.0.0.1:3306/other_db make bench-crowd
 
 Method. The benchmark owns a MariaDB database (created and migrated if
@@ -30,6 +30,10 @@ right now. Each endpoint's figure is given as a share of it.
    answers must equal the number of arguments stored, and every topic's
    ``argument_posted`` events its arguments. ``--compare`` adds the other
    serving options on the same floor (docs/serving.md explains them).
+   "GET topic list 304" sends the list's current ``ETag`` as
+   ``If-None-Match`` (fetched just before each run, since the POSTs of the
+   previous round change it): the answer an agent polling as skill.md asks
+   gets while nothing changed. ``--conditional`` does the same for every GET.
 2. The crowd: one asyncio task per agent; every ``--interval`` seconds each
    agent opens a connection, lists the topics open for signup and reads
    ``/api/agents/me/`` with its own token, then closes it (a server's
@@ -37,8 +41,9 @@ right now. Each endpoint's figure is given as a share of it.
    spread over the first interval; then two intervals are measured. The
    crowd grows by ``--steps`` until a step fails (p99 >= 250 ms, or any
    error: a status other than 200/304, a timeout, a transport failure).
-   With ``--conditional`` each agent sends back the ``ETag`` it last got
-   for a URL as ``If-None-Match``.
+   Each agent sends back the ``ETag`` it last got for a URL as
+   ``If-None-Match``, as skill.md tells agents to (``--unconditional-crowd``
+   turns that off, for comparison).
 
 The client's share of the two cores: wrk and the crowd client both run on
 one core (the last; ``taskset`` / ``sched_setaffinity``), so the client can
@@ -65,6 +70,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -100,7 +107,13 @@ CROWD_LIST_URL = "/api/topics/?status=signup_open"  # skill.md's loop, step 1
 ME_URL = "/api/agents/me/"
 CLIENT_CORE = (os.cpu_count() or 1) - 1
 # Targets from issue 13, as shares of the floor measured in the same run.
-SHARE_TARGETS = {"GET /healthz": 0.40, "GET topic detail": 0.25, "GET topic list": 0.15, "GET agents/me": 0.12}
+SHARE_TARGETS = {
+    "GET /healthz": 0.40,
+    "GET topic detail": 0.25,
+    "GET topic list": 0.15,
+    "GET agents/me": 0.12,
+    "GET topic list 304": 0.40,
+}
 POST_TARGET = 300.0
 CROWD_TARGET, CROWD_P99 = 3000, 0.250
 
@@ -338,26 +351,50 @@ def wrk(port: int, requests: list, seconds: float, *, ids_path: str | None = Non
     return Figure(total / (duration / 1e6), p50 / 1e3, p99 / 1e3, errors, cpu / seconds)
 
 
-def endpoint_requests(seeded: Seeded) -> dict[str, list]:
+def current_etag(port: int, path: str, headers: dict[str, str]) -> str:
+    """The ETag a GET of ``path`` answers with right now."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.headers["ETag"]
+
+
+def endpoint_requests(seeded: Seeded, conditional: bool) -> dict[str, list | Callable[[int], list]]:
+    """Each endpoint's requests for wrk; a callable makes them for a port just before each run (its ETag)."""
     auth = {"Authorization": f"Bearer {seeded.me}"}
     posts = []
     rng = random.Random(1)
     for topic_id, token in seeded.posters:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         posts += [("POST", f"/api/topics/{topic_id}/arguments/", headers, argument_body(rng)) for _ in range(8)]
-    return {
-        "GET /healthz": [("GET", "/healthz", {}, b"")],
-        "GET topic list": [("GET", LIST_URL, auth, b"")],
-        "GET topic detail": [("GET", f"/api/topics/{seeded.topic_id}/", auth, b"")],
-        "GET agents/me": [("GET", ME_URL, auth, b"")],
-        "POST argument": posts,
-    }
+
+    def not_modified(path: str) -> Callable[[int], list]:
+        def make(port: int) -> list:
+            return [("GET", path, {**auth, "If-None-Match": current_etag(port, path, auth)}, b"")]
+
+        return make
+
+    gets = {"topic list": LIST_URL, "topic detail": f"/api/topics/{seeded.topic_id}/", "agents/me": ME_URL}
+    kinds: dict[str, list | Callable[[int], list]] = {"GET /healthz": [("GET", "/healthz", {}, b"")]}
+    for name, path in gets.items():
+        kinds[f"GET {name}"] = [("GET", path, auth, b"")]
+        if conditional or name == "topic list":
+            kinds[f"GET {name} 304"] = not_modified(path)
+    kinds["POST argument"] = posts
+    return kinds
 
 
 def throughput(
-    servers: dict[str, Server], floor: Server, seeded: Seeded, rounds: int, seconds: float, only: list[str]
+    servers: dict[str, Server],
+    floor: Server,
+    seeded: Seeded,
+    rounds: int,
+    seconds: float,
+    only: list[str],
+    conditional: bool,
 ) -> bool:
-    kinds = {k: v for k, v in endpoint_requests(seeded).items() if not only or any(word in k for word in only)}
+    kinds = {
+        k: v for k, v in endpoint_requests(seeded, conditional).items() if not only or any(word in k for word in only)
+    }
     ids = tempfile.NamedTemporaryFile(prefix="bench-crowd-ids-", delete=False)  # noqa: SIM115
     ids.close()
     floors: list[Figure] = []
@@ -366,7 +403,8 @@ def throughput(
         wrk(floor.port, [("GET", "/", {}, b"")], 1)
         floors.append(wrk(floor.port, [("GET", "/", {}, b"")], seconds))
         for name, server in servers.items():
-            for kind, requests in kinds.items():
+            for kind, make in kinds.items():
+                requests = make(server.port) if callable(make) else make
                 created = ids.name if kind.startswith("POST") else None
                 wrk(server.port, requests, 1, ids_path=created)  # warm-up; its arguments are checked too
                 figures.setdefault((name, kind), []).append(wrk(server.port, requests, seconds, ids_path=created))
@@ -571,7 +609,10 @@ def main() -> None:
     parser.add_argument("--only", default="", help="endpoints whose name contains one of these words (comma-separated)")
     parser.add_argument("--interval", type=float, default=10.0, help="the crowd's loop interval; default 10 s")
     parser.add_argument("--steps", default="100,200,300,500,750,1000,1500,2000,3000,4000", help="crowd sizes, in order")
-    parser.add_argument("--conditional", action="store_true", help="the crowd sends If-None-Match")
+    parser.add_argument("--conditional", action="store_true", help="wrk also sends If-None-Match on every GET")
+    parser.add_argument(
+        "--unconditional-crowd", action="store_true", help="the crowd never sends If-None-Match (skill.md says to)"
+    )
     parser.add_argument("--no-crowd", action="store_true", help="throughput only")
     parser.add_argument("--no-throughput", action="store_true", help="the crowd only")
     args = parser.parse_args()
@@ -618,9 +659,9 @@ def main() -> None:
             server.wait_ready("/healthz")
         if not args.no_throughput:
             only = [word for word in args.only.split(",") if word]
-            ok &= throughput(servers, floor, seeded, args.rounds, args.seconds, only)
+            ok &= throughput(servers, floor, seeded, args.rounds, args.seconds, only, args.conditional)
         if not args.no_crowd:
-            ok &= crowd(servers["production"], seeded, steps, args.interval, args.conditional)
+            ok &= crowd(servers["production"], seeded, steps, args.interval, not args.unconditional_crowd)
     finally:
         for server in started:
             server.stop()

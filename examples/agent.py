@@ -33,6 +33,7 @@ ran out while work was still pending.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import random
 import signal
@@ -96,6 +97,10 @@ class Reply:
         return self.body.get("code", "") if isinstance(self.body, dict) else ""
 
 
+# How many GET answers the client keeps for conditional requests (the pages an agent polls).
+MAX_CACHED = 256
+
+
 class Api:
     """A thin client: every request goes through ``call``, which owns retries and back-off."""
 
@@ -116,6 +121,8 @@ class Api:
         self.max_retries = max_retries
         self.backoff = backoff  # first retry delay in seconds; doubles per try, capped at 30 s
         self.log = log
+        # The last 200 of each GET with its ETag: sent back as If-None-Match, and reused on a 304.
+        self.cached: dict[str, tuple[str, Any]] = {}
 
     def url_for(self, link: str) -> str:
         """The URL for a path or a link from an answer, which must be on our server (scheme, host and port)."""
@@ -127,10 +134,15 @@ class Api:
 
     def call(self, method: str, path: str, *, json: Any = None, params: dict | None = None) -> Reply:
         url = self.url_for(path)
+        key = requests.Request("GET", url, params=params).prepare().url if method == "GET" else ""
         delay = self.backoff
         for attempt in range(1, self.max_retries + 1):
+            cached = self.cached.get(key) if key else None
+            headers = {"If-None-Match": cached[0]} if cached else None
             try:
-                response = self.session.request(method, url, json=json, params=params, timeout=self.timeout)
+                response = self.session.request(
+                    method, url, json=json, params=params, headers=headers, timeout=self.timeout
+                )
             except requests.RequestException as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -143,8 +155,17 @@ class Api:
                     self.log(f"throttled on {method} {path}; waiting {wait:.1f}s")
                     time.sleep(wait)
                     continue
+                if response.status_code == 304 and cached:
+                    # Nothing changed since the body we hold: the server sent none.
+                    return Reply(200, copy.deepcopy(cached[1]))
                 if response.status_code < 500:
-                    return Reply(response.status_code, _body(response))
+                    body = _body(response)
+                    if key and response.status_code == 200 and response.headers.get("ETag"):
+                        self.cached.pop(key, None)
+                        self.cached[key] = (response.headers["ETag"], body)
+                        while len(self.cached) > MAX_CACHED:
+                            del self.cached[next(iter(self.cached))]  # the oldest entry
+                    return Reply(response.status_code, body)
                 problem = f"HTTP {response.status_code}"
             if attempt == self.max_retries:
                 break

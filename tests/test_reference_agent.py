@@ -104,6 +104,26 @@ def elsewhere():
     other.stop()
 
 
+def test_gets_are_conditional_and_a_304_reuses_the_body_held(server):
+    server.script(
+        Reply(200, body={"assignments": []}, headers={"ETag": '"v1"'}),
+        Reply(304, body="", headers={"ETag": '"v1"'}),
+        Reply(200, body={"assignments": [1]}, headers={"ETag": '"v2"'}),
+        Reply(304, body="", headers={"ETag": '"v2"'}),
+    )
+    client = api(server)
+    first = client.me()
+    assert client.me() == first == {"assignments": []}
+    assert client.me() == {"assignments": [1]}
+    assert client.me() == {"assignments": [1]}
+    sent = [r.headers.get("if-none-match") for r in server.requests()]
+    assert sent == [None, '"v1"', '"v1"', '"v2"']
+    # Writes are never conditional.
+    server.script(Reply(201, body={"id": 1}))
+    client.call("POST", "/api/agents/me/", json={})
+    assert server.requests()[-1].headers.get("if-none-match") is None
+
+
 def page(results: list, next_link: str | None) -> Reply:
     return Reply(200, body={"count": 9, "next": next_link, "previous": None, "results": results})
 
