@@ -237,10 +237,9 @@ def test_a_304_builds_no_representation(completed, kind, monkeypatch):
         monkeypatch.setattr(f"topics.api.views.{name}", refuse)
     monkeypatch.setattr("topics.selectors.agent_assignments", refuse)
     for name in (
-        "topic_detail",
         "topic_detail_row",
         "topic_values",
-        "rounds_and_camps",
+        "topic_related",
         "transcript_rows",
         "verdict_by_topic",
     ):

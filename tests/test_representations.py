@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, timedelta, timezone
 
 import pytest
 from django.db import transaction
@@ -43,3 +43,11 @@ def test_events_and_the_api_agree_on_arguments_rounds_and_verdicts(make_topic, m
     shown = RoundOut(Round.objects.get(topic=topic, round_no=0)).data
     assert (opened["opens_at"], opened["closes_at"]) == (shown["opens_at"], shown["closes_at"])
     assert verdict_data(verdict)["created_at"].endswith("Z")
+
+
+def test_timestamps_are_written_in_the_apis_format(settings, now):
+    from topics.representations import DATETIME_FORMAT, timestamp
+
+    assert settings.REST_FRAMEWORK["DATETIME_FORMAT"] == DATETIME_FORMAT
+    for value in (now, now.replace(microsecond=0), now.astimezone(timezone(timedelta(hours=-5)))):
+        assert timestamp(value) == value.astimezone(UTC).strftime(DATETIME_FORMAT)

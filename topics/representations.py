@@ -12,17 +12,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-
 if TYPE_CHECKING:
     from topics.models import Agent, Argument, Verdict
 
 
+# The REST API's DATETIME_FORMAT, which ``timestamp`` writes (tests/test_representations.py holds them equal).
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def timestamp(value: datetime | None) -> str | None:
-    """UTC ISO-8601 with microseconds and ``Z``: exactly what the REST API renders."""
+    """UTC ISO-8601 with microseconds and ``Z``: exactly what the REST API renders (``DATETIME_FORMAT``).
+
+    ``isoformat`` rather than ``strftime`` with the setting: a topic list formats about 300 of
+    these, and reading the lazy settings object plus strftime was a tenth of its time.
+    """
     if value is None:
         return None
-    return value.astimezone(UTC).strftime(settings.REST_FRAMEWORK["DATETIME_FORMAT"])
+    return value.astimezone(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
 
 
 def agent_ref(agent: Agent) -> dict[str, str]:
@@ -63,8 +69,10 @@ def round_data(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def topic_data(row: dict[str, Any], rounds: list[dict[str, Any]], camps: list[dict[str, Any]]) -> dict[str, Any]:
-    """``TopicOut``: a ``selectors.TOPIC_VALUES`` row, its rounds by number, its camps by camp name."""
+def topic_data(
+    row: dict[str, Any], schema: dict[str, Any], rounds: list[dict[str, Any]], camps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``TopicOut``: a ``selectors.TOPIC_VALUES`` row, its verdict schema, its rounds by number, its camps by name."""
     return {
         "id": str(row["id"]),
         "title": row["title"],
@@ -80,11 +88,7 @@ def topic_data(row: dict[str, Any], rounds: list[dict[str, Any]], camps: list[di
         "max_arguments_per_round": row["max_arguments_per_round"],
         "current_round": next((r["round_no"] for r in rounds if r["closed_at"] is None), None),
         "rounds": [round_data(r) for r in rounds],
-        "verdict_schema": {
-            "name": row["schema_name"],
-            "schema": row["schema_document"],
-            "description": row["schema_description"],
-        },
+        "verdict_schema": schema,
         "camps": {c["camp"]: {"id": str(c["agent_id"]), "name": c["agent_name"]} for c in camps} or None,
         "cancelled_reason": row["cancelled_reason"],
         "created_at": timestamp(row["created_at"]),

@@ -83,9 +83,12 @@ def _conditional(request: Request, tag: str | None, build) -> Response:
 
 
 def _topics_data(rows: list[dict]) -> list[dict]:
-    """``TopicOut`` for each ``selectors.topic_values`` row: two more queries (rounds, camps) for any number."""
-    rounds, camps = selectors.rounds_and_camps([row["id"] for row in rows])
-    return [topic_data(row, rounds[row["id"]], camps[row["id"]]) for row in rows]
+    """``TopicOut`` for each ``selectors.topic_values`` row: three more queries (schemas, rounds, camps), any number."""
+    related = selectors.topic_related(rows)
+    return [
+        topic_data(row, related.schemas[row["verdict_schema_id"]], related.rounds[row["id"]], related.camps[row["id"]])
+        for row in rows
+    ]
 
 
 def _agent_id(raw: str) -> UUID:
