@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.validators import ProhibitNullCharactersValidator
@@ -121,15 +122,24 @@ class TopicListQuery(serializers.Serializer):
 
 
 class QueryInteger(serializers.IntegerField):
-    """An integer query parameter: ``?round=`` is not a number, so a 400, not "no filter".
+    """An integer query parameter, given once, in decimal digits: anything else is a 400, not a guess.
 
-    (DRF reads a blank form value of an optional field as absent; the OpenAPI document says integer.)
+    DRF would read ``?round=`` (blank) as absent, take the last of ``?round=1&round=2``, and accept
+    ``?round=1.0``; the OpenAPI document says one integer, so each of those is ``validation_error``.
     """
 
     def get_value(self, dictionary: Any) -> Any:
+        values = dictionary.getlist(self.field_name) if hasattr(dictionary, "getlist") else []
+        if len(values) > 1:
+            return values  # not an integer: to_internal_value refuses it
         if dictionary.get(self.field_name) == "":
             return ""
         return super().get_value(dictionary)
+
+    def to_internal_value(self, data: Any) -> int:
+        if not (isinstance(data, str) and re.fullmatch(r"[+-]?[0-9]+", data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class TranscriptQuery(serializers.Serializer):
