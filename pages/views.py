@@ -109,7 +109,7 @@ def _text(value: Any) -> str:
 
 
 def _verdict(topic) -> dict[str, Any] | None:
-    verdict = selectors.verdict_for(topic=topic)
+    verdict = selectors.verdict_by_topic(topic_id=topic.pk)
     if verdict is None:
         return None
     return {

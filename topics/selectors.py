@@ -60,6 +60,34 @@ def topic_list_rows(*, agent: Agent | None, status: str | None = None) -> QueryS
     return topics.order_by("-created_at", "-id")
 
 
+# --- the spectator pages' reads: model instances, which their templates walk ------------------
+
+
+def _with_related(topics: QuerySet[Topic]) -> QuerySet[Topic]:
+    return topics.select_related("verdict_schema").prefetch_related(
+        "rounds", Prefetch("camps", queryset=Camp.objects.select_related("agent"))
+    )
+
+
+def topic_list(*, agent: Agent | None, status: str | None = None) -> QuerySet[Topic]:
+    """``topic_list_rows`` with each topic's verdict schema, rounds and camps with agents (three queries more)."""
+    return _with_related(topic_list_rows(agent=agent, status=status))
+
+
+def topic_detail(*, topic_id: UUID | str, agent: Agent | None) -> Topic:
+    topic = _with_related(topics_visible(agent=agent)).filter(pk=topic_id).first()
+    if topic is None:
+        raise TopicNotFound()
+    return topic
+
+
+def transcript(*, topic: Topic, round_no: int | None = None) -> QuerySet[Argument]:
+    arguments = Argument.objects.filter(topic=topic).select_related("round", "agent")
+    if round_no is not None:
+        arguments = arguments.filter(round__round_no=round_no)
+    return arguments.order_by("round__round_no", "created_at", "id")
+
+
 # --- the hot reads as rows (``topics.representations`` turns them into the API's shapes) ---------
 
 TOPIC_VALUES = (
