@@ -7,7 +7,15 @@ that only advances under that lock. Every function runs inside the
 caller's transaction. Each edge function checks that its edge is allowed,
 writes the change with a conditional UPDATE (a second guard behind the row
 lock, and the only one on SQLite), appends the events and queues the
-announcement (``topics.announcements``).
+announcement (``topics.announcements``). The AgentEvents that tell agents
+when to act are appended here too (``agent_events_append``), in the same
+transaction, with the webhook deliveries they imply.
+
+Lock order, so two transitions that tell the same agents never wait on each
+other in a circle: the topic row first, then the agents' rows in primary-key
+order, and both before any row that refers to those agents is inserted (an
+insert's foreign-key check takes a shared lock on the agent, and upgrading it
+later would deadlock against another transaction doing the same).
 
 This lives in ``topics`` rather than in the ticker's app because every
 write path needs it: the ticker (``orchestrator``) drives the clock and
@@ -18,17 +26,33 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
+from fabric_bridge import webhooks
 from fabric_bridge.models import AnnouncementKind
 from topics import ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
-from topics.models import Agent, Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
+from topics.models import (
+    Agent,
+    AgentEvent,
+    AgentEventKind,
+    Camp,
+    CampName,
+    EventKind,
+    Round,
+    Signup,
+    Topic,
+    TopicEvent,
+    TopicStatus,
+    Verdict,
+)
 from topics.representations import timestamp, verdict_data
 
 logger = logging.getLogger("topics.transitions")
@@ -45,6 +69,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 Event = tuple[str, dict[str, Any]]
+# One AgentEvent to append: (agent id, kind, data).
+Notice = tuple[Any, str, dict[str, Any]]
+A = AgentEventKind
 
 
 class TransitionError(Exception):
@@ -97,6 +124,80 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
         setattr(topic, field, value)
 
 
+def agents_lock(agent_ids: Iterable[Any]) -> dict[uuid.UUID, int]:
+    """Lock the agents' rows in primary-key order; returns each one's ``event_seq``.
+
+    A transaction that will tell several agents locks them all in one call
+    first (``topic_lock_agents``): locking one set and then another would take
+    them out of order.
+    """
+    assert connection.in_atomic_block, "agents_lock needs a transaction"
+    rows = Agent.objects.filter(pk__in={_agent_key(a) for a in agent_ids}).order_by("pk").select_for_update()
+    return dict(rows.values_list("pk", "event_seq"))
+
+
+def topic_lock_agents(topic: Topic) -> dict[str, Any]:
+    """Lock the agents in the topic's camps, before anything inserts a row that refers to them.
+
+    A foreign key's check takes a shared lock on the agent's row, and two
+    transactions that then both want it exclusively deadlock. Returns each
+    camp's agent id.
+    """
+    camps = _camps(topic)
+    agents_lock(camps.values())
+    return camps
+
+
+def _agent_key(agent_id: Any) -> uuid.UUID:
+    return agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
+
+
+def agent_events_append(notices: list[Notice]) -> list[AgentEvent]:
+    """Append AgentEvents with each agent's gap-free ``seq``, and queue their webhook deliveries.
+
+    The seq only advances under the agent's row lock (``agents_lock``, a no-op
+    when the caller already holds it), so per agent commit order is seq order,
+    which makes it a safe stream cursor as a topic's seq is.
+    """
+    if not notices:
+        return []
+    seqs = agents_lock(agent_id for agent_id, _, _ in notices)
+    first = dict(seqs)
+    rows = []
+    for agent_id, kind, data in notices:
+        key = _agent_key(agent_id)
+        seqs[key] += 1
+        rows.append(AgentEvent(agent_id=key, seq=seqs[key], kind=kind, data=data))
+    by_count: dict[int, list[Any]] = {}
+    for agent_id, seq in seqs.items():
+        by_count.setdefault(seq - first[agent_id], []).append(agent_id)
+    for count, agent_ids in by_count.items():
+        Agent.objects.filter(pk__in=agent_ids).update(event_seq=F("event_seq") + count)
+    AgentEvent.objects.bulk_create(rows)
+    webhooks.enqueue([(row.agent_id, row.seq, row.kind, row.created_at, row.data) for row in rows])
+    return rows
+
+
+def _about(topic: Topic, **data: Any) -> dict[str, Any]:
+    """Every AgentEvent's data names its topic."""
+    return {"topic_id": str(topic.pk), "title": topic.title, **data}
+
+
+def _camps(topic: Topic) -> dict[str, Any]:
+    return dict(Camp.objects.filter(topic=topic).order_by().values_list("camp", "agent_id"))
+
+
+def _round_opened_notices(topic: Topic, rnd: Round, camps: dict[str, Any]) -> list[Notice]:
+    data = _about(
+        topic,
+        round=rnd.round_no,
+        closes_at=timestamp(rnd.closes_at),
+        # Per camp; None means no limit. A new round starts with the full allowance.
+        arguments_left=topic.max_arguments_per_round,
+    )
+    return [(camps[camp], A.ROUND_OPENED, data) for camp in (CampName.PRO, CampName.CON) if camp in camps]
+
+
 def topic_append_events(topic: Topic, events: list[Event]) -> None:
     """Append events that do not change the status (arguments posted)."""
     _write(topic, events)
@@ -147,6 +248,16 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
         _cancel(topic, result.reason, now=now)
         return None
     camps = result.as_dict()
+    placed = {agent_id: camp for camp, agent_id in camps.items()}
+    # Before the camps are inserted: their foreign keys must find the agents already locked.
+    agent_events_append(
+        [
+            (agent_id, A.PLACED, _about(topic, camp=placed[agent_id], debate_start_at=timestamp(topic.debate_start_at)))
+            if agent_id in placed
+            else (agent_id, A.NOT_PLACED, _about(topic))
+            for agent_id in names
+        ]
+    )
     Camp.objects.bulk_create([Camp(topic=topic, camp=camp, agent_id=agent_id) for camp, agent_id in camps.items()])
     allocated = {camp: {"id": agent_id, "name": names[agent_id]} for camp, agent_id in camps.items()}
     _change_status(
@@ -183,6 +294,7 @@ def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
     closed = _round_close(rnd, now=now)
     nxt, opened = _round_create(topic, rnd.round_no + 1)
     _write(topic, [*closed, opened])
+    agent_events_append(_round_opened_notices(topic, nxt, _camps(topic)))
     _log_on_commit("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
     return nxt
 
@@ -190,8 +302,9 @@ def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
 def topic_start_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.SIGNUP_CLOSED:
         raise TransitionError(f"topic {topic.pk}: cannot start the debate from {topic.status}")
-    _, opened = _round_create(topic, 0)
+    first, opened = _round_create(topic, 0)
     _change_status(topic, S.DEBATING, reason="debate starts; round 0 opened", events=[opened])
+    agent_events_append(_round_opened_notices(topic, first, _camps(topic)))
 
 
 def topic_advance_round(topic: Topic, *, now: datetime) -> bool:
@@ -219,26 +332,19 @@ def topic_catch_up_rounds(topic: Topic, *, now: datetime) -> Round | None:
 def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.DEBATING:
         raise TransitionError(f"topic {topic.pk}: cannot end the debate from {topic.status}")
+    # Rounds (pro and con) and judging (the judge) tell different agents: lock all three at once.
+    topic_lock_agents(topic)
     # Boundaries nobody applied yet (a lagging ticker, or the verdict endpoint
     # getting here first) come first, so every round exists and closes in order.
     last = topic_catch_up_rounds(topic, now=now)
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
-
-
-def topic_lock_agents(topic: Topic) -> dict[str, Any]:
-    """Lock the agents in the topic's camps, in key order (so two topics sharing agents cannot deadlock).
-
-    Before anything inserts a row that refers to them: a foreign key's check
-    takes a shared lock on the agent's row, and two transactions that then
-    both want it exclusively deadlock. One query, held or not; returns each
-    camp's agent id.
-    """
-    locked = Agent.objects.select_for_update().filter(camps__topic=topic).order_by("pk")
-    return {camp: agent_id for agent_id, camp in locked.values_list("pk", "camps__camp")}
+    judge = _camps(topic).get(CampName.JUDGE)
+    if judge is not None:
+        agent_events_append([(judge, A.JUDGING_OPENED, _about(topic, deadline=timestamp(topic.verdict_due_at)))])
 
 
 def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
-    """Complete the topic with ``verdict``; ``camps``: what the caller's ``topic_lock_agents`` returned, if it did."""
+    """judging → completed. ``camps``: what the caller's ``topic_lock_agents`` returned before it inserted the verdict."""
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
@@ -246,6 +352,8 @@ def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict
     # The agents' locks order rating changes among completions that share an agent.
     camps = camps or topic_lock_agents(topic)
     ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
+    completed = _about(topic, verdict=verdict.verdict)
+    agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in camps.values()])
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
@@ -266,7 +374,12 @@ def topic_cancel(topic: Topic, *, reason: str, now: datetime) -> None:
 def _cancel(topic: Topic, reason: str, *, now: datetime) -> None:
     was_announced = topic.status != S.CREATED
     events = _round_close(_round_current(topic), now=now) if topic.status == S.DEBATING else []
+    # Who was told anything about the topic: its camps once allocated, else everyone signed up.
+    signed_up = Signup.objects.filter(topic=topic).values_list("agent_id", flat=True)
+    concerned = list(_camps(topic).values()) or list(signed_up)
     _change_status(topic, S.CANCELLED, reason=reason, events=events)
+    cancelled = _about(topic, reason=reason)
+    agent_events_append([(agent_id, A.TOPIC_CANCELLED, cancelled) for agent_id in concerned])
     # A topic that was never announced is not un-announced either.
     if was_announced:
         topic_announce(topic, AnnouncementKind.TOPIC_CANCELLED, now=now)
