@@ -96,7 +96,7 @@ def parse_url(url: str, *, allow_http: bool) -> tuple[str, str, int]:
     return scheme, host.rstrip(".").lower() if ":" not in host else host, port or (443 if scheme == "https" else 80)
 
 
-def vet_url(url: str, *, allow_http: bool, allow_private: bool, resolve: Resolver = socket.getaddrinfo) -> Vetted:
+def vet_url(url: str, *, allow_http: bool, allow_private: bool, resolve: Resolver | None = None) -> Vetted:
     """Check ``url`` and resolve its host; every address must be public. Raises UnsafeUrl with the reason."""
     scheme, host, port = parse_url(url, allow_http=allow_http)
     literal = _ip_literal(host)
@@ -109,7 +109,8 @@ def vet_url(url: str, *, allow_http: bool, allow_private: bool, resolve: Resolve
                 "write it as a dotted quad, or use a name"
             )
         try:
-            answers = resolve(host, port, type=socket.SOCK_STREAM)
+            # Looked up at call time, so whatever replaced socket.getaddrinfo (tests) is the resolver.
+            answers = (resolve or socket.getaddrinfo)(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, OSError) as exc:
             raise UnsafeUrl(f"the host {host!r} does not resolve ({exc})") from None
         addresses = tuple(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in answers))
@@ -137,8 +138,8 @@ def non_public_reason(address: IPAddress) -> str | None:
         ("is_loopback", "a loopback address"),
         ("is_link_local", "a link-local address"),
         ("is_multicast", "a multicast address"),
-        ("is_private", "a private address"),
         ("is_reserved", "a reserved address"),
+        ("is_private", "a private address"),
     ):
         if getattr(address, test):
             return reason

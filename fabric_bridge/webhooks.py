@@ -84,24 +84,20 @@ def body(*, kind: str, seq: int, created_at: datetime, data: dict[str, Any]) -> 
     }
 
 
-def enqueue(events: list[tuple[Any, int, str, datetime, dict[str, Any]]]) -> int:
-    """Queue a delivery for each ``(agent_id, seq, kind, created_at, data)`` whose agent has a webhook."""
+def enqueue(events: list[tuple[int, int, str, datetime, dict[str, Any]]]) -> int:
+    """Queue a delivery for each ``(webhook_id, seq, kind, created_at, data)``: one agent's event, to its webhook."""
     assert connection.in_atomic_block, "webhook deliveries are queued in the events' transaction"
-    agents = {event[0] for event in events}
-    hooks = dict(Webhook.objects.filter(agent_id__in=agents).values_list("agent_id", "pk"))
-    rows = [
+    WebhookDelivery.objects.bulk_create(
         WebhookDelivery(
-            webhook_id=hooks[agent_id],
+            webhook_id=webhook_id,
             seq=seq,
             kind=kind,
             payload=body(kind=kind, seq=seq, created_at=created_at, data=data),
             next_attempt_at=created_at,
         )
-        for agent_id, seq, kind, created_at, data in events
-        if agent_id in hooks
-    ]
-    WebhookDelivery.objects.bulk_create(rows)
-    return len(rows)
+        for webhook_id, seq, kind, created_at, data in events
+    )
+    return len(events)
 
 
 # --- delivery ------------------------------------------------------------------------------

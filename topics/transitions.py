@@ -96,14 +96,28 @@ def topic_lock_any(candidates: QuerySet[Topic]) -> Topic | None:
 
     The ticker's claim: several tickers reading the same due ids each get a
     different one, and never one another ticker already moved on (the filter
-    is evaluated on the locked, current row). Unordered on purpose: with an
-    ORDER BY, MySQL reads, sorts and so locks every candidate to return one.
+    is evaluated again once the row is locked, and then reads its current
+    state). The lock is taken through the primary key alone: a locking scan
+    of a secondary index (``status, <due time>``) keeps its locks on the
+    index entries of rows it skipped, and a transition that then waits for
+    an agent's row (``agents_lock``) while another waits to change one of
+    those entries is a deadlock.
     """
     assert connection.in_atomic_block, "topic_lock_any needs a transaction"
-    qs = candidates.order_by()
-    if connection.features.has_select_for_update:
-        qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
-    return next(iter(qs[:1]), None)
+    if not connection.features.has_select_for_update:
+        # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+        return next(iter(candidates.order_by()[:1]), None)
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    ids = list(candidates.order_by().values_list("pk", flat=True))  # a plain read: locks nothing
+    while ids:
+        # Only the primary key in the condition, so that is the index the lock goes through.
+        topic = Topic.objects.filter(pk__in=ids).select_for_update(skip_locked=skip_locked).first()
+        if topic is None:
+            return None  # every candidate is held by another transaction
+        if candidates.filter(pk=topic.pk).exists():
+            return topic
+        ids.remove(topic.pk)  # moved on meanwhile; its lock is held until commit, which costs nobody much
+    return None
 
 
 def _write(topic: Topic, events: list[Event], *, status: str | None = None, cancelled_reason: str | None = None):
@@ -136,6 +150,18 @@ def agents_lock(agent_ids: Iterable[Any]) -> dict[uuid.UUID, int]:
     return dict(rows.values_list("pk", "event_seq"))
 
 
+def _agents_lock_with_webhooks(agent_ids: Iterable[Any]) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+    """``agents_lock``, and the agents' webhook ids in the same statement (the join locks those rows too)."""
+    rows = Agent.objects.filter(pk__in={_agent_key(a) for a in agent_ids}).order_by("pk").select_for_update()
+    seqs: dict[uuid.UUID, int] = {}
+    hooks: dict[uuid.UUID, int] = {}
+    for pk, seq, hook in rows.values_list("pk", "event_seq", "webhook__id"):
+        seqs[pk] = seq
+        if hook is not None:
+            hooks[pk] = hook
+    return seqs, hooks
+
+
 def topic_lock_agents(topic: Topic) -> dict[str, Any]:
     """Lock the agents in the topic's camps, before anything inserts a row that refers to them.
 
@@ -161,7 +187,7 @@ def agent_events_append(notices: list[Notice]) -> list[AgentEvent]:
     """
     if not notices:
         return []
-    seqs = agents_lock(agent_id for agent_id, _, _ in notices)
+    seqs, hooks = _agents_lock_with_webhooks(agent_id for agent_id, _, _ in notices)
     first = dict(seqs)
     rows = []
     for agent_id, kind, data in notices:
@@ -174,7 +200,7 @@ def agent_events_append(notices: list[Notice]) -> list[AgentEvent]:
     for count, agent_ids in by_count.items():
         Agent.objects.filter(pk__in=agent_ids).update(event_seq=F("event_seq") + count)
     AgentEvent.objects.bulk_create(rows)
-    webhooks.enqueue([(row.agent_id, row.seq, row.kind, row.created_at, row.data) for row in rows])
+    webhooks.enqueue([(hooks[r.agent_id], r.seq, r.kind, r.created_at, r.data) for r in rows if r.agent_id in hooks])
     return rows
 
 
