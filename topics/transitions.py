@@ -101,7 +101,10 @@ def topic_lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     of a secondary index (``status, <due time>``) keeps its locks on the
     index entries of rows it skipped, and a transition that then waits for
     an agent's row (``agents_lock``) while another waits to change one of
-    those entries is a deadlock.
+    those entries is a deadlock. And unordered: with an ORDER BY (``first()``
+    would add Topic's ``-created_at``) MySQL reads, sorts and so locks every
+    candidate to return one, and the other tickers, finding the whole window
+    held, drop it until their next drain.
     """
     assert connection.in_atomic_block, "topic_lock_any needs a transaction"
     if not connection.features.has_select_for_update:
@@ -111,7 +114,8 @@ def topic_lock_any(candidates: QuerySet[Topic]) -> Topic | None:
     ids = list(candidates.order_by().values_list("pk", flat=True))  # a plain read: locks nothing
     while ids:
         # Only the primary key in the condition, so that is the index the lock goes through.
-        topic = Topic.objects.filter(pk__in=ids).select_for_update(skip_locked=skip_locked).first()
+        locked = Topic.objects.filter(pk__in=ids).order_by().select_for_update(skip_locked=skip_locked)
+        topic = next(iter(locked[:1]), None)
         if topic is None:
             return None  # every candidate is held by another transaction
         if candidates.filter(pk=topic.pk).exists():
