@@ -171,8 +171,9 @@ def verdict_create(
     if rules.verdict_is_late(topic, now):
         # The ticker cancels the topic at this deadline; a late verdict must not race it.
         raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
-    # The agents to be told, locked before the verdict's foreign key takes a shared lock on the judge's row.
-    camps = transitions.topic_lock_agents(topic)
+    # The ledger (a rated verdict) and the agents to be told, locked before the verdict's foreign key
+    # takes a shared lock on the judge's row: the lock order (transitions' docstring).
+    camps = transitions.topic_lock_for_completion(topic, verdict=verdict)
     if topic.status == TopicStatus.DEBATING:
         # The ticker has not ended the debate yet; do it here, in this transaction.
         transitions.topic_end_debate(topic, now=now)

@@ -11,11 +11,23 @@ announcement (``topics.announcements``). The AgentEvents that tell agents
 when to act are appended here too (``agent_events_append``), in the same
 transaction, with the webhook deliveries they imply.
 
-Lock order, so two transitions that tell the same agents never wait on each
-other in a circle: the topic row first, then the agents' rows in primary-key
-order, and both before any row that refers to those agents is inserted (an
-insert's foreign-key check takes a shared lock on the agent, and upgrading it
-later would deadlock against another transaction doing the same).
+The lock order, the one every writer follows (docs/architecture.md#lock-order):
+
+1. the topic row (``topic_lock``, ``topic_lock_any``);
+2. a rated completion only: the ``RatingLedger`` row in share mode
+   (``topic_lock_for_completion``);
+3. the agents' rows, all in one statement in primary-key order
+   (``topic_lock_agents``, ``agents_lock``);
+4. then rows that refer to those agents are inserted or changed (a verdict,
+   AgentEvents, webhook deliveries, ratings).
+
+Agents before step 4 because an insert's foreign-key check takes a shared
+lock on the agent's row, and two transactions that then both want it
+exclusively deadlock. The ledger before the agents because the rating
+rebuild's swap holds the ledger exclusively and then takes those shared
+locks through its own upserts: a completion holding an agent while it waited
+for the ledger closed a circle with it. Every other transition skips step 2
+and never waits for the ledger, so it cannot close one.
 
 This lives in ``topics`` rather than in the ticker's app because every
 write path needs it: the ticker (``orchestrator``) drives the clock and
@@ -176,6 +188,16 @@ def topic_lock_agents(topic: Topic) -> dict[str, Any]:
     camps = _camps(topic)
     agents_lock(camps.values())
     return camps
+
+
+def topic_lock_for_completion(topic: Topic, *, verdict: dict[str, Any]) -> dict[str, Any]:
+    """What a completion locks after its topic, before it inserts the verdict; returns each camp's agent id.
+
+    Steps 2 and 3 of the lock order: the rating ledger in share mode when
+    ``verdict`` will be rated, then the camps' agents.
+    """
+    ratings.topic_hold_ledger(topic, verdict=verdict)
+    return topic_lock_agents(topic)
 
 
 def _agent_key(agent_id: Any) -> uuid.UUID:
@@ -374,13 +396,13 @@ def topic_end_debate(topic: Topic, *, now: datetime) -> None:
 
 
 def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
-    """judging → completed. ``camps``: what the caller's ``topic_lock_agents`` returned before it inserted the verdict."""
+    """judging → completed. ``camps``: what the caller's ``topic_lock_for_completion`` returned, if it called it."""
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
     # The agents' locks order rating changes among completions that share an agent.
-    camps = camps or topic_lock_agents(topic)
+    camps = camps or topic_lock_for_completion(topic, verdict=verdict.verdict)
     ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
     completed = _about(topic, verdict=verdict.verdict)
     agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in camps.values()])
