@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from devtools.seeding import ensure_winner_schema
@@ -224,3 +225,42 @@ def test_a_rated_verdict_waits_for_the_ledger_before_it_holds_its_agents():
     assert failures == []
     assert answer.status_code == 201, answer.content
     assert db.retries.count == lost_before, "the verdict lost a deadlock and was rerun"
+
+
+def test_a_rebuild_rewriting_every_row_beside_completions_never_deadlocks():
+    """The rebuild's swap upserts rows (a foreign-key check on each agent) while completions hold agents.
+
+    Drift on every row before each rebuild makes its swap write them all. With
+    the ledger taken before the agents (transitions' lock order) nothing waits
+    in a circle, so no transaction is rolled back and rerun.
+    """
+    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+    done = threading.Event()
+    rebuilds: list = []
+
+    def drift_and_rebuild_until_done():
+        try:
+            while not done.is_set():
+                AgentRating.objects.update(judged=F("judged") + 100)
+                rebuilds.append(ratings.ratings_rebuild(chunk=2))
+        except BaseException as exc:
+            rebuilds.append(exc)
+        finally:
+            connection.close()
+
+    lost_before = db.retries.count
+    rebuilder = threading.Thread(target=drift_and_rebuild_until_done)
+    rebuilder.start()
+    try:
+        results = fire_together(verdicts(staged))
+    finally:
+        done.set()
+        rebuilder.join(timeout=60)
+    assert not rebuilder.is_alive()
+    assert [r for r in rebuilds if isinstance(r, BaseException)] == []
+    assert any(r.changed for r in rebuilds), "no rebuild had anything to rewrite"
+    assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
+    assert db.retries.count == lost_before, "a transaction lost a deadlock and was rerun"
+    assert RatedOutcome.objects.count() == len(staged)
+    ratings.ratings_rebuild()
+    assert ratings.ratings_rebuild().changed == 0
