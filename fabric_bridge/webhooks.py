@@ -115,23 +115,31 @@ def _first_pending_of_its_webhook(due: QuerySet) -> QuerySet:
     return due.filter(~Exists(earlier))
 
 
-def _after_outcome(claim: Claim, result: SendResult, now: datetime) -> None:
-    """Keep the webhook's health (``last_success_at``, ``failing_since``) and drop it on 410 Gone."""
-    hook = Webhook.objects.filter(pk=claim.row["webhook_id"])
-    if result.outcome is Outcome.DELIVERED:
+def _after_outcomes(outcomes: list[tuple[Claim, SendResult]], now: datetime) -> None:
+    """Keep the webhooks' health (``last_success_at``, ``failing_since``) and drop those answering 410 Gone.
+
+    A batch holds at most one delivery per webhook (``_first_pending_of_its_webhook``).
+    """
+    delivered, failing = set(), set()
+    for claim, result in outcomes:
+        if result.outcome is Outcome.DELIVERED:
+            delivered.add(claim.row["webhook_id"])
+        elif result.status == GONE:
+            # Its pending deliveries go with it (on_delete=CASCADE): the receiver said there is nobody to tell.
+            if Webhook.objects.filter(pk=claim.row["webhook_id"]).delete()[0]:
+                agent_id = claim.row["webhook__agent_id"]
+                logger.warning("webhook of agent %s removed: its receiver answered 410 Gone", agent_id)
+        else:
+            failing.add(claim.row["webhook_id"])
+    if delivered:
         # A busy webhook's successes write at most once a second.
-        hook.filter(
+        Webhook.objects.filter(pk__in=delivered).filter(
             Q(failing_since__isnull=False)
             | Q(last_success_at__isnull=True)
             | Q(last_success_at__lt=now - SUCCESS_WRITE_INTERVAL)
         ).update(last_success_at=now, failing_since=None)
-    elif result.status == GONE:
-        # Its pending deliveries go with it (on_delete=CASCADE): the receiver said there is nobody to tell.
-        if hook.delete()[0]:
-            agent_id = claim.row["webhook__agent_id"]
-            logger.warning("webhook of agent %s removed: its receiver answered 410 Gone", agent_id)
-    else:
-        hook.filter(failing_since__isnull=True).update(failing_since=now)
+    if failing:
+        Webhook.objects.filter(pk__in=failing, failing_since__isnull=True).update(failing_since=now)
 
 
 def deliveries() -> Outbox:
@@ -150,7 +158,7 @@ def deliveries() -> Outbox:
         stop_pass_on_retry=False,
         describe=lambda claim: f"{claim.id} (#{claim.row['seq']} to agent {claim.row['webhook__agent_id']})",
         narrow=_first_pending_of_its_webhook,
-        after_outcome=_after_outcome,
+        after_outcomes=_after_outcomes,
     )
 
 
