@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -26,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from standardwebhooks.webhooks import Webhook as Signer
 
@@ -43,6 +44,10 @@ BATCH_SIZE = 100
 # A receiver that answers 410 Gone says the webhook no longer exists: we stop sending, for good.
 GONE = 410
 SUCCESS_WRITE_INTERVAL = timedelta(seconds=1)
+
+# Set once a transaction that queued deliveries has committed in this process: it wakes the
+# ticker's webhook sender (``delivery.deliver_webhooks_while``), so they go now, not after the pass.
+queued = threading.Event()
 
 
 # --- the secret ----------------------------------------------------------------------------
@@ -97,6 +102,9 @@ def enqueue(events: list[tuple[int, int, str, datetime, dict[str, Any]]]) -> int
         )
         for webhook_id, seq, kind, created_at, data in events
     )
+    if events:
+        # After the commit, never before: a woken sender must find the rows.
+        transaction.on_commit(queued.set)
     return len(events)
 
 

@@ -14,6 +14,8 @@ import base64
 import json
 import random
 import socket
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -24,7 +26,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from devtools.fabric_receiver import FabricServer, Received, Reply
 from devtools.processes import free_port
 from fabric_bridge import ssrf
-from fabric_bridge.delivery import deliver_due
+from fabric_bridge.delivery import deliver_due, deliver_webhooks_while
 from fabric_bridge.models import DeliveryStatus, Webhook, WebhookDelivery
 from fabric_bridge.services import webhook_delivery_retry_now
 from tests.api_support import client, player
@@ -413,3 +415,33 @@ def test_staff_see_a_dead_delivery_in_the_admin_and_retry_it(receiver, settings,
     assert deliver_due() == 1
     row.refresh_from_db()
     assert row.status == DeliveryStatus.SENT
+
+
+# --- the ticker's sender: as soon as the transition commits ---------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sender_thread_sends_as_soon_as_a_delivery_commits_and_stops_promptly(receiver):
+    """``deliver_webhooks_while`` (the ticker's thread) is woken by the commit, not by its idle poll."""
+    agent = player()
+    secret = register(agent, f"{receiver.base_url}/hooks/now")
+    running = threading.Event()
+    running.set()
+    sender = threading.Thread(target=deliver_webhooks_while, args=(running.is_set,), kwargs={"idle": 60})
+    sender.start()
+    try:
+        time.sleep(0.5)  # past its first look, which finds nothing: the next one is a minute away unless woken
+        assert receiver.requests() == []
+        committed = time.monotonic()
+        assert client(agent.token).post(WEBHOOK + "test/").status_code == 202
+        while not receiver.requests() and time.monotonic() - committed < 5:
+            time.sleep(0.02)
+        assert receiver.requests(), "the commit did not wake the sender"
+        assert time.monotonic() - committed < 2
+        [request] = receiver.requests()
+        assert verified(request, secret)["type"] == "webhook_test"
+    finally:
+        running.clear()
+        sender.join(timeout=2)
+    assert not sender.is_alive(), "the sender did not stop within its poll"
+    assert WebhookDelivery.objects.get().status == DeliveryStatus.SENT
