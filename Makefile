@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd bench-ratings bench-pages demo clean
+.PHONY: install run test lint format migrate bench bench-fabric bench-sse bench-ticker bench-api bench-crowd bench-ratings bench-pages bench-push demo clean
 
 # The virtualenv, and a .env for local development (debug on, a generated secret key) when there is none.
 install: $(VENV)/.installed .env
@@ -45,7 +45,7 @@ test: install
 # Every benchmark in turn, one after the other so they do not disturb each other;
 # a benchmark that misses its target does not stop the others (-k), but fails the run.
 bench: install
-	$(MAKE) -k bench-ticker bench-api bench-crowd bench-pages bench-sse bench-fabric bench-ratings
+	$(MAKE) -k bench-ticker bench-api bench-crowd bench-pages bench-sse bench-fabric bench-ratings bench-push
 
 # Outbox delivery throughput with 1, 2, 4 tickers, and one pass against a hanging Fabric (docs/fabric.md).
 # SQLite in /tmp unless DATABASE_URL says otherwise.
@@ -88,6 +88,13 @@ bench-ratings: install
 # same run (docs/pages.md). MariaDB database dialectic_bench_pages unless DATABASE_URL says otherwise.
 bench-pages: install
 	$(BIN)/python bench/bench_pages.py $(ARGS)
+
+# 1,000 agents with webhooks at a local receiver and 1,000 on the agent stream, told of a burst of
+# allocations by one ticker: p95 from the transition's commit to arrival, lost, duplicated, against a
+# small floor burst in the same run (docs/webhooks.md). MariaDB database dialectic_bench_push unless
+# DATABASE_URL says otherwise. ARGS="--agents 500 --floor-topics 20".
+bench-push: install
+	$(BIN)/python bench/bench_push.py $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

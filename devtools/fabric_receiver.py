@@ -48,6 +48,13 @@ class Received:
         return self.headers.get("idempotency-key")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: 16 senders connecting at once overflowed it, and the
+    # dropped connections came back as resets or a SYN retried a second later, which is the
+    # listener's limit, not the sender's. A real receiver's backlog is the kernel's default.
+    request_queue_size = 128
+
+
 class FabricServer:
     def __init__(self) -> None:
         self.port = 0
@@ -119,7 +126,7 @@ class FabricServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        httpd = _Server(("127.0.0.1", self.port), Handler)
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self._httpd = httpd

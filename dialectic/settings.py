@@ -217,6 +217,18 @@ FABRIC_RETRY_BASE = env_duration("FABRIC_RETRY_BASE", default="30s")
 FABRIC_RETRY_MAX = env_duration("FABRIC_RETRY_MAX", default="1h")
 FABRIC_MAX_ATTEMPTS = env_int("FABRIC_MAX_ATTEMPTS", default=10, minimum=1)
 
+# --- Agents' webhooks; docs/webhooks.md explains each ---------------------
+# Plain http and private addresses are for development and tests only (docs/webhooks.md, "SSRF").
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_CONNECT_TIMEOUT = env_duration("WEBHOOK_CONNECT_TIMEOUT", default="3s", positive=True)
+WEBHOOK_READ_TIMEOUT = env_duration("WEBHOOK_READ_TIMEOUT", default="5s", positive=True)
+WEBHOOK_DELIVERY_BUDGET = env_duration("WEBHOOK_DELIVERY_BUDGET", default="5s", positive=True)
+WEBHOOK_RETRY_BASE = env_duration("WEBHOOK_RETRY_BASE", default="30s")
+WEBHOOK_RETRY_MAX = env_duration("WEBHOOK_RETRY_MAX", default="1h")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", default=10, minimum=1)
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", default=16, minimum=1)
+
 # --- Live stream (SSE); docs/sse.md explains each ---------------------------
 SSE_HEARTBEAT_INTERVAL = env_duration("SSE_HEARTBEAT_INTERVAL", default="15s", positive=True)
 SSE_POLL_INTERVAL = env_duration("SSE_POLL_INTERVAL", default="500ms", positive=True)

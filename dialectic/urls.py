@@ -8,6 +8,7 @@ urlpatterns = [
     # Ahead of the API router: the stream is an async view outside DRF, and it
     # takes any id segment so a malformed one is its JSON 404, not an HTML page.
     re_path(r"^api/topics/(?P<topic_id>[^/]+)/events/$", stream_views.topic_events, name="topic-events"),
+    path("api/agents/me/events/", stream_views.agent_events, name="agent-events"),
     path("admin/", admin.site.urls),
     path("", include("topics.urls")),
     # The spectator pages (/, /topics/<id>/, /agents/<id>/, /leaderboard/); the admin's "View site" is /.

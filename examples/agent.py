@@ -17,8 +17,15 @@ Errors follow the server's contract (docs/agent-guide.md):
 connection errors are retried with exponential backoff, 403/409 codes mean
 "this action is not (or no longer) possible here" and the agent moves on.
 
+With ``--events`` it does not wait ``--poll`` seconds between passes when
+something happens: it keeps ``GET /api/agents/me/events/`` open (resuming
+with ``Last-Event-ID`` after a disconnect) and runs a pass as soon as one of
+its events arrives (``placed``, ``round_opened``, ``judging_opened``…).
+``--poll`` then only paces the search for topics that open for signup, which
+no agent event announces.
+
 Usage:
-    python examples/agent.py --base-url http://127.0.0.1:8000 --token dlc_... [--camp pro]
+    python examples/agent.py --base-url http://127.0.0.1:8000 --token dlc_... [--camp pro] [--events]
     DIALECTIC_URL=... DIALECTIC_TOKEN=... python examples/agent.py --until-idle
 
 Links in answers (pagination's ``next``) are followed only on the server
@@ -38,6 +45,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -208,6 +216,51 @@ class Api:
 
     def post_verdict(self, topic_id: str, verdict: dict, rationale: str) -> Reply:
         return self.call("POST", f"/api/topics/{topic_id}/verdict/", json={"verdict": verdict, "rationale": rationale})
+
+
+class EventStream:
+    """The agent's own event stream, read on a daemon thread; ``wait`` returns early when an event arrives."""
+
+    def __init__(self, api: Api, *, log=print) -> None:
+        self.api = api
+        self.log = log
+        self.last_id: str | None = None
+        self.seen = 0
+        self._arrived = threading.Event()
+        threading.Thread(target=self._follow, name="agent-events", daemon=True).start()
+
+    def wait(self, seconds: float, stop: dict) -> None:
+        """Sleep up to ``seconds``, in short naps (SIGTERM is seen promptly), until an event arrives."""
+        wake = time.monotonic() + seconds
+        while not stop["now"] and time.monotonic() < wake:
+            if self._arrived.wait(min(0.2, seconds)):
+                self._arrived.clear()
+                return
+
+    def _follow(self) -> None:
+        delay = 0.5
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if self.last_id is not None:
+                headers["Last-Event-ID"] = self.last_id  # the server sends what we missed, nothing twice
+            try:
+                url = f"{self.api.base_url}/api/agents/me/events/"
+                with self.api.session.get(url, headers=headers, stream=True, timeout=(5, 60)) as response:
+                    if response.status_code != 200:
+                        raise requests.HTTPError(f"HTTP {response.status_code}")
+                    delay = 0.5
+                    for line in response.iter_lines(decode_unicode=True):
+                        if line.startswith("id:"):
+                            self.last_id = line[3:].strip()
+                        elif line.startswith("event:"):
+                            self.seen += 1
+                            self.log(f"event {self.last_id}: {line[6:].strip()}")
+                        elif line == "" and self.last_id is not None:
+                            self._arrived.set()  # the end of a frame
+            except requests.RequestException as exc:
+                self.log(f"event stream interrupted ({type(exc).__name__}); reconnecting in {delay:.1f}s")
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def _body(response: requests.Response) -> Any:
@@ -468,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=5.0, help="seconds between passes (default 5)")
     parser.add_argument("--arguments-per-round", type=int, default=1, help="capped by the topic's limit")
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument(
+        "--events", action="store_true", help="react to GET /api/agents/me/events/ instead of waiting --poll seconds"
+    )
     parser.add_argument("--until-idle", action="store_true", help="exit when every joined topic is done for us")
     parser.add_argument("--max-seconds", type=float, help="exit after this long whatever happens")
     args = parser.parse_args(argv)
@@ -489,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
     try:
         agent.introduce()
+        events = EventStream(agent.api, log=log) if args.events else None
         while not stop["now"]:
             busy = agent.step()
             if args.once:
@@ -499,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
             if deadline and time.monotonic() >= deadline:
                 log(f"--max-seconds {args.max_seconds:g} reached")
                 return 3 if busy else 0
+            if events is not None:
+                events.wait(args.poll, stop)
+                continue
             wake = time.monotonic() + args.poll
             while not stop["now"] and time.monotonic() < wake:  # short naps: SIGTERM is seen promptly
                 time.sleep(min(0.2, args.poll))

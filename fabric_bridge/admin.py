@@ -12,8 +12,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from fabric_bridge.config import missing_settings
-from fabric_bridge.models import Announcement
-from fabric_bridge.services import announcement_retry_now
+from fabric_bridge.models import Announcement, WebhookDelivery
+from fabric_bridge.services import announcement_retry_now, webhook_delivery_retry_now
 
 
 @admin.register(Announcement)
@@ -75,3 +75,63 @@ class AnnouncementAdmin(admin.ModelAdmin):
                 f"Fabric is disabled (missing {', '.join(missing)}): nothing is sent until it is configured.",
                 messages.WARNING,
             )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "seq", "agent", "status", "attempts", "next_attempt_at", "short_error"]
+    list_filter = ["status", "kind"]
+    search_fields = ["=id", "=webhook__agent__id", "webhook__agent__name", "webhook__url", "last_error"]
+    list_select_related = ["webhook__agent"]
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+    fields = [
+        "id",
+        "agent",
+        "url",
+        "kind",
+        "seq",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "created_at",
+        "last_error",
+        "body",
+    ]
+    # Delivery owns every field; staff act through "retry now" only.
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
+        return False
+
+    @admin.display(description="agent")
+    def agent(self, obj: WebhookDelivery) -> str:
+        return str(obj.webhook.agent)
+
+    @admin.display(description="URL")
+    def url(self, obj: WebhookDelivery) -> str:
+        return obj.webhook.url
+
+    @admin.display(description="last error")
+    def short_error(self, obj: WebhookDelivery) -> str:
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description="body (as posted, signed at each attempt)")
+    def body(self, obj: WebhookDelivery) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False))
+
+    @admin.action(description="Retry now (pending and dead deliveries)", permissions=["change"])
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        now = timezone.now()
+        retried = sum(
+            webhook_delivery_retry_now(delivery_id=pk, now=now) for pk in queryset.values_list("pk", flat=True)
+        )
+        skipped = queryset.count() - retried
+        text = f"{retried} webhook deliver{'y' if retried == 1 else 'ies'} queued for the next ticker pass."
+        if skipped:
+            text += f" {skipped} skipped (already sent, or changed meanwhile)."
+        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)

@@ -1,7 +1,8 @@
-"""The HTTP edge to Fabric: one POST per announcement, its answer classified.
+"""The HTTP edge: one POST per outbox row, its answer classified; and Fabric's client.
 
-Nothing here touches the database; ``fabric_bridge.delivery`` decides what
-an outcome means for the announcement row.
+Nothing here touches the database; ``fabric_bridge.engine`` decides what an
+outcome means for the row. ``post`` and ``classify`` serve every sender
+(Fabric here, webhooks in ``fabric_bridge.webhooks``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
 import requests
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from fabric_bridge.engine import Claim
+
 # Fabric's answers worth keeping in last_error are short JSON errors; a proxy's HTML page is not.
 ERROR_BODY_LIMIT = 500
+# Bytes of an error answer read at most (multi-byte text and whitespace shrink it to the limit above).
+BODY_READ_LIMIT = 8 * ERROR_BODY_LIMIT
 
 # Worth asking again: the receiver is overloaded, restarting or timed out itself.
 RETRYABLE_STATUSES = frozenset({408, 429})
@@ -65,38 +72,65 @@ class FabricClient:
         """The longest one send can take (connect, then read)."""
         return self.connect_timeout + self.read_timeout
 
-    def send(self, session: requests.Session, *, idempotency_key: str, payload: dict) -> SendResult:
-        """POST one announcement. Never raises for network trouble: it becomes a RETRY result."""
-        try:
-            response = session.post(
-                self.url,
-                json=payload,
-                headers={
-                    "x-fabric-system-key": self.system_key,
-                    "Authorization": f"Bearer {self.bearer_token}",
-                    "Idempotency-Key": idempotency_key,
-                },
-                timeout=(self.connect_timeout, self.read_timeout),
-                # A redirect means a wrong base URL; following it would turn the POST into a GET.
-                allow_redirects=False,
-            )
-        except requests.Timeout as exc:
-            phase = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
-            limit = self.connect_timeout if phase == "connect" else self.read_timeout
-            return SendResult(Outcome.RETRY, f"{phase} timeout after {limit:g}s")
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            return SendResult(Outcome.RETRY, f"connection error: {_root_cause(exc)}")
-        except requests.RequestException as exc:
-            # Malformed URL and the like: configuration, not Fabric's health.
-            return SendResult(Outcome.REJECTED, f"request failed: {exc}")
-        return classify(response)
+    def send(self, session: requests.Session, claim: Claim) -> SendResult:
+        """POST one announcement, its id as the Idempotency-Key."""
+        return post(
+            session,
+            self.url,
+            json=claim.row["payload"],
+            headers={
+                "x-fabric-system-key": self.system_key,
+                "Authorization": f"Bearer {self.bearer_token}",
+                "Idempotency-Key": str(claim.id),
+            },
+            timeout=(self.connect_timeout, self.read_timeout),
+            redirect_hint="check FABRIC_GUILD_BASE_URL",
+        )
 
 
-def classify(response: requests.Response) -> SendResult:
+def post(
+    session: requests.Session,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    redirect_hint: str,
+    headers: dict[str, str],
+    json: Any = None,
+    data: bytes | None = None,
+) -> SendResult:
+    """POST and classify the answer. Never raises for network trouble: it becomes a RETRY result."""
+    connect_timeout, read_timeout = timeout
+    try:
+        response = session.post(
+            url,
+            json=json,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            # A redirect means a wrong URL (or, for a webhook, an attempt to send us elsewhere);
+            # following it would also turn the POST into a GET.
+            allow_redirects=False,
+            # The body is read only on failure, and then only its first bytes (``classify``).
+            stream=True,
+        )
+    except requests.Timeout as exc:
+        phase = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
+        limit = connect_timeout if phase == "connect" else read_timeout
+        return SendResult(Outcome.RETRY, f"{phase} timeout after {limit:g}s")
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        return SendResult(Outcome.RETRY, f"connection error: {_root_cause(exc)}")
+    except requests.RequestException as exc:
+        # Malformed URL and the like: configuration, not the receiver's health.
+        return SendResult(Outcome.REJECTED, f"request failed: {exc}")
+    with response:
+        return classify(response, redirect_hint=redirect_hint)
+
+
+def classify(response: requests.Response, *, redirect_hint: str) -> SendResult:
     status = response.status_code
     if 200 <= status < 300:
         return SendResult(Outcome.DELIVERED, status=status)
-    body = " ".join(response.text.split())
+    body = " ".join(_body_start(response).split())
     if len(body) > ERROR_BODY_LIMIT:
         body = body[:ERROR_BODY_LIMIT] + "…"
     error = f"HTTP {status} {response.reason or ''}".rstrip() + (f": {body}" if body else "")
@@ -105,8 +139,17 @@ def classify(response: requests.Response) -> SendResult:
             Outcome.RETRY, error, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
     if 300 <= status < 400:
-        error += f" (redirect to {response.headers.get('Location', '?')}; check FABRIC_GUILD_BASE_URL)"
+        error += f" (redirect to {response.headers.get('Location', '?')}, not followed; {redirect_hint})"
     return SendResult(Outcome.REJECTED, error, status=status)
+
+
+def _body_start(response: requests.Response) -> str:
+    """The first bytes of an error answer: a receiver cannot make us read (or keep) a huge body."""
+    try:
+        raw = response.raw.read(BODY_READ_LIMIT, decode_content=True)
+    except Exception:  # a body cut off or timing out is still the same failed answer
+        return ""
+    return raw.decode(response.encoding or "utf-8", errors="replace")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -13,7 +13,8 @@ never spend a transaction on a topic another ticker already moved. Then it
 calls ``topics.transitions``, whose conditional UPDATE is the second
 guard (and the only one on SQLite, where the IMMEDIATE transaction
 serialises writers instead). No sleep and no network call happens inside a
-transaction: delivery runs after the pass.
+transaction: announcements are delivered after the pass, webhooks by a
+thread beside it as soon as their transition commits.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from django.utils import timezone
 
 from dialectic import db
 from fabric_bridge import config as fabric_config
-from fabric_bridge.delivery import deliver_due
+from fabric_bridge.delivery import deliver_due, deliver_webhooks_while
 from topics import rules, transitions
 from topics.models import Round, Topic, VerdictSchema
 
@@ -85,6 +86,8 @@ class Ticker:
         self._skip: set[Any] = set()
         # The order a Galera ticker works a batch in; not ``rng``, whose draws are the allocator's.
         self._order = random.Random()
+        # The thread sending webhooks as transitions commit them (``run``); None: the pass sends them.
+        self._webhook_sender: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -98,6 +101,17 @@ class Ticker:
         """Pass immediately, then every ``interval`` until stopped (or just once)."""
         fabric_config.log_status()
         logger.info("ticker started (interval %ss%s)", self.interval.total_seconds(), ", one pass" if once else "")
+        if not once:
+            # Webhooks go out as soon as their transition commits, not after the pass that made them
+            # (a burst of allocations took seconds); announcements keep the contract's end of pass.
+            self._webhook_sender = threading.Thread(
+                target=deliver_webhooks_while,
+                args=(lambda: not self.stopping,),
+                kwargs={"idle": self.interval.total_seconds()},
+                name="webhook-sender",
+                daemon=True,
+            )
+            self._webhook_sender.start()
         while not self.stopping:
             try:
                 self.run_pass()
@@ -111,6 +125,10 @@ class Ticker:
             if once:
                 break
             self._sleep(self.interval.total_seconds())
+        if self._webhook_sender is not None:
+            # It stops within STOP_POLL_SECONDS; sends in flight keep their claim (the lease) and go again later.
+            self._webhook_sender.join(timeout=1.0)
+            self._webhook_sender = None
         logger.info("ticker stopped")
 
     def _sleep(self, seconds: float) -> None:
@@ -140,7 +158,9 @@ class Ticker:
         total = sum(counts.values())
         delivered = 0
         if not self.stopping:
-            delivered = deliver_due(now=self.clock(), should_stop=lambda: self.stopping)
+            delivered = deliver_due(
+                now=self.clock(), should_stop=lambda: self.stopping, include_webhooks=self._webhook_sender is None
+            )
         # Races lost and retried (db.run_in_transaction), by this pass's transitions and deliveries.
         lost = db.retries.count - lost_before
         if total or delivered or self._skip or lost:

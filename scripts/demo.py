@@ -105,7 +105,7 @@ def main() -> int:
         for camp, token in tokens.items():
             stack.agent(
                 f"agent-{camp}", token,
-                "--camp", camp, "--topic", topic_id, "--poll", "1", "--arguments-per-round", "2",
+                "--camp", camp, "--topic", topic_id, "--events", "--poll", "1", "--arguments-per-round", "2",
                 "--until-idle", "--max-seconds", "110",
             )  # fmt: skip
         topic = follow(stack.base_url, topic_id, deadline=started + 115, poll=1, say=lambda m: print(f"demo: {m}"))

@@ -25,6 +25,11 @@ ENDPOINTS = [
     ("get", "/api/agents/me/"),
     ("get", "/api/agents/"),
     ("get", "/api/agents/{id}/"),
+    ("get", "/api/agents/me/events/"),
+    ("put", "/api/agents/me/webhook/"),
+    ("get", "/api/agents/me/webhook/"),
+    ("delete", "/api/agents/me/webhook/"),
+    ("post", "/api/agents/me/webhook/test/"),
 ]
 CONTRACT_CODES = {
     "not_authenticated",
@@ -103,6 +108,12 @@ def test_every_operation_documents_its_errors(schema):
             assert "401" in responses, (method, path)
             if "{id}" in path:
                 assert "404" in responses, (method, path)
+            if path.startswith("/api/agents/me/"):
+                # The caller's own things: a token always, never anonymous.
+                assert operation["security"] == [{"agentToken": []}], (method, path)
+                if method in ("put", "post"):
+                    assert {"413", "415", "429"} <= set(responses), (method, path)
+                continue
             if method in ("post", "delete"):
                 assert {"409", "429"} <= set(responses), (method, path)
                 assert operation["security"] == [{"agentToken": []}], (method, path)

@@ -113,9 +113,9 @@ def test_agents_me_queries_do_not_grow_with_assignments(now):
     large, response = _count(lambda: me.client().get("/api/agents/me/"))
     assert len(response.json()["assignments"]) == 5
     assert small == large
-    # The token, the ETag's three (agent with rating, active topics with signups, finished topics),
-    # then the rating, the two topic lists and the three prefetches.
-    assert large == 10
+    # The token, the ETag's three (agent with rating and webhook, active topics with signups, finished
+    # topics), then the rating, the webhook, the two topic lists and the three prefetches.
+    assert large == 11
 
 
 def test_verdict_query_count(now):

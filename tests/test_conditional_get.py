@@ -159,9 +159,12 @@ def test_signing_up_and_withdrawing_change_agents_me(now):
     services.signup_create(topic_id=staged.topic.pk, agent=agent.agent, camp="pro")
     pro = _tag(api, "/api/agents/me/")
     services.signup_withdraw(topic_id=staged.topic.pk, agent=agent.agent)
-    assert _tag(api, "/api/agents/me/") == empty
+    # No signup again, but the accepted signup was an agent event: agents/me shows the new event_seq.
+    withdrawn = _tag(api, "/api/agents/me/")
     services.signup_create(topic_id=staged.topic.pk, agent=agent.agent, camp="con")
-    assert len({empty, pro, _tag(api, "/api/agents/me/")}) == 3
+    con = _tag(api, "/api/agents/me/")
+    assert len({empty, pro, withdrawn, con}) == 4
+    assert _tag(api, "/api/agents/me/") == con
 
 
 def test_admin_edits_through_the_admin_pages_change_the_tags(debating, staff_client):

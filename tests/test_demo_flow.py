@@ -30,11 +30,17 @@ def manage(*args: str) -> str:
     return last_line(out.getvalue())
 
 
-def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
+# Polling often, or reacting to the agent's own event stream (--poll then only paces the search for
+# topics opening for signup, which no agent event announces: it must fit the 3 s signup window).
+MODES = {"polling": ("--poll", "0.2"), "events": ("--events", "--poll", "1")}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema, mode):
     tokens = {camp: manage("create_agent", f"flow-{camp}") for camp in CAMPS}
     with Stack(env=child_env(), log_dir=tmp_path, tick="0.2s") as stack:
         # Agents first, topic second: the 3 s signup window starts only once everyone is listening.
-        agent_args = ("--poll", "0.2", "--until-idle", "--max-seconds", "60")
+        agent_args = (*MODES[mode], "--until-idle", "--max-seconds", "60")
         agents = {
             camp: stack.agent(f"agent-{camp}", token, "--camp", camp, *agent_args) for camp, token in tokens.items()
         }
@@ -61,6 +67,10 @@ def test_three_reference_agents_complete_a_debate(tmp_path, winner_schema):
     topic = Topic.objects.get(pk=topic_id)
     assert topic.status == TopicStatus.COMPLETED, f"{topic.cancelled_reason}\n{stack.logs()}"
     assert codes == dict.fromkeys(CAMPS, 0), stack.logs()
+    if mode == "events":
+        # They were told: the debaters of each round opening, the judge of judging.
+        assert all("round_opened" in agents[camp].stdout for camp in ("pro", "con")), stack.logs()
+        assert "judging_opened" in agents["judge"].stdout, stack.logs()
 
     # Each agent got the camp it volunteered for (one volunteer per camp leaves the allocator no choice).
     placed = {camp.camp: camp.agent.name for camp in Camp.objects.filter(topic=topic).select_related("agent")}

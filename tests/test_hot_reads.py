@@ -14,6 +14,7 @@ import time_machine
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from fabric_bridge.models import Webhook
 from tests.api_support import client, stage_topic
 from topics import selectors, services
 from topics.api.renderers import SafeJSONRenderer
@@ -118,5 +119,20 @@ def test_agents_me_is_the_serializers(variety, now):
             response = me.client().get("/api/agents/me/")
             agent = type(me.agent).objects.get(pk=me.agent.pk)
             agent.assignments = selectors.agent_assignments(agent=agent, now=moment)
+            agent.webhook_state = selectors.agent_webhook(agent=agent)
             assert response.content == _render(MeOut(agent).data)
     assert [a["next_action"] for a in response.json()["assignments"]][:1] == ["argue"]
+    assert response.json()["webhook"] is None
+
+
+def test_agents_me_with_a_webhook_is_the_serializers(variety, now):
+    me = variety["debating"].pro
+    Webhook.objects.create(
+        agent=me.agent, url="https://agent.example/hook", secret_encrypted="x", created_at=now, failing_since=now
+    )
+    response = me.client().get("/api/agents/me/")
+    agent = type(me.agent).objects.get(pk=me.agent.pk)
+    agent.assignments = selectors.agent_assignments(agent=agent, now=timezone.now())
+    agent.webhook_state = selectors.agent_webhook(agent=agent)
+    assert response.content == _render(MeOut(agent).data)
+    assert response.json()["webhook"]["url"] == "https://agent.example/hook"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from devtools.seeding import ensure_winner_schema
+from dialectic import db
 from tests.api_support import player, stage_topic
 from tests.test_api_races import fire_together
 from topics import ratings, services
@@ -184,3 +187,80 @@ def test_a_rebuild_waits_for_a_completion_between_its_seq_and_its_commit():
     rebuild_thread.join(timeout=30)
     [report] = rebuild_out
     assert report.outcomes == 2 and report.changed == 0, report
+
+
+def test_a_rated_verdict_waits_for_the_ledger_before_it_holds_its_agents():
+    """The rebuild's swap holds the ledger, then its upserts take shared locks on agents' rows (foreign keys).
+
+    A verdict that locked its agents first and then waited for the ledger would
+    close a circle with it: a deadlock, one side rolled back. Ledger first
+    (``transitions.topic_lock_for_completion``), the verdict just waits its turn.
+    """
+    staged = stage_topic("judging", now=timezone.now())
+    holding = threading.Event()
+    failures: list = []
+
+    def swap_like() -> None:
+        # What ratings_rebuild's last transaction does: the ledger, a pause, a write to a debater's row.
+        try:
+            with transaction.atomic():
+                ratings._ledger_lock()
+                holding.set()
+                time.sleep(1.0)  # the verdict reaches its wait meanwhile
+                fresh = ratings.Standing.of(None)
+                fresh.updated_at = timezone.now()
+                ratings._save({staged.players["pro"].agent.pk: fresh}, {})
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    swap = threading.Thread(target=swap_like)
+    swap.start()
+    assert holding.wait(timeout=10)
+    lost_before = db.retries.count
+    body = {"verdict": {"winner": "pro"}, "rationale": "weighed"}
+    answer = staged.judge.client().post(f"/api/topics/{staged.topic.pk}/verdict/", body, format="json")
+    swap.join(timeout=30)
+    assert failures == []
+    assert answer.status_code == 201, answer.content
+    assert db.retries.count == lost_before, "the verdict lost a deadlock and was rerun"
+
+
+def test_a_rebuild_rewriting_every_row_beside_completions_never_deadlocks():
+    """The rebuild's swap upserts rows (a foreign-key check on each agent) while completions hold agents.
+
+    Drift on every row before each rebuild makes its swap write them all. With
+    the ledger taken before the agents (transitions' lock order) nothing waits
+    in a circle, so no transaction is rolled back and rerun.
+    """
+    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+    done = threading.Event()
+    rebuilds: list = []
+
+    def drift_and_rebuild_until_done():
+        try:
+            while not done.is_set():
+                AgentRating.objects.update(judged=F("judged") + 100)
+                rebuilds.append(ratings.ratings_rebuild(chunk=2))
+        except BaseException as exc:
+            rebuilds.append(exc)
+        finally:
+            connection.close()
+
+    lost_before = db.retries.count
+    rebuilder = threading.Thread(target=drift_and_rebuild_until_done)
+    rebuilder.start()
+    try:
+        results = fire_together(verdicts(staged))
+    finally:
+        done.set()
+        rebuilder.join(timeout=60)
+    assert not rebuilder.is_alive()
+    assert [r for r in rebuilds if isinstance(r, BaseException)] == []
+    assert any(r.changed for r in rebuilds), "no rebuild had anything to rewrite"
+    assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
+    assert db.retries.count == lost_before, "a transaction lost a deadlock and was rerun"
+    assert RatedOutcome.objects.count() == len(staged)
+    ratings.ratings_rebuild()
+    assert ratings.ratings_rebuild().changed == 0

@@ -20,6 +20,14 @@ may still see and which of the listeners' tokens are still live
 before it hands out the events it just read. A stream also ends after
 ``SSE_MAX_LIFETIME``, and a process admits at most ``SSE_MAX_STREAMS``.
 docs/sse.md has the full argument.
+
+A broker serves one event log, keyed by UUID: ``broker()`` the topics'
+(the parameters say ``topic_id``, the first and most common key), and
+``agent_broker()`` the agents' (``/api/agents/me/events/``, docs/webhooks.md).
+The agent stream's listeners always carry the token that opened them, so the
+same re-check ends them when that token dies. Both kinds of stream take their
+place from ``broker()``'s admission: the cap is the process's, whichever log a
+stream follows.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from topics.db_threads import DbCounter, close_connection, keep_connection, tidy_connections
-from topics.event_feed import StreamEvent, read_backlog, read_new_events
+from topics.event_feed import StreamEvent, read_agent_backlog, read_backlog, read_new_agent_events, read_new_events
 from topics.selectors import stream_access
 
 logger = logging.getLogger("topics.broker")
@@ -340,6 +348,7 @@ def _offer(listener: Listener, event: StreamEvent) -> None:
 
 
 _broker: Broker | None = None
+_agent_broker: Broker | None = None
 
 
 def broker() -> Broker:
@@ -353,3 +362,20 @@ def broker() -> Broker:
             max_lifetime=settings.SSE_MAX_LIFETIME.total_seconds(),
         )
     return _broker
+
+
+def agent_broker() -> Broker:
+    """This process's broker of agents' events, created on first use from the settings.
+
+    Streams are admitted by ``broker()`` (one cap per process), so this one's own cap is never reached.
+    """
+    global _agent_broker
+    if _agent_broker is None:
+        _agent_broker = Broker(
+            poll_interval=settings.SSE_POLL_INTERVAL.total_seconds(),
+            batch_size=settings.SSE_BATCH_SIZE,
+            max_lifetime=settings.SSE_MAX_LIFETIME.total_seconds(),
+            read_new=read_new_agent_events,
+            read_from=read_agent_backlog,
+        )
+    return _agent_broker

@@ -5,8 +5,9 @@ queries (``values_list`` rows, no model instances, no serializer):
 
 - **Everything a transition or a service changes** advances the topic's
   ``event_seq`` in the same transaction (status, rounds, camps, arguments,
-  the verdict). Signups write no event, so ``agents/me`` reads its own
-  signup rows.
+  the verdict). Signups write no topic event, so ``agents/me`` reads its
+  own signup rows, and the agent's own ``event_seq`` and webhook row (which
+  deliveries update).
 - **Every staff edit** goes through the admin, which writes a ``LogEntry``
   in the edit's transaction (add, change, inline rows, delete): the latest
   ``LogEntry`` id is part of every tag that shows admin-editable text
@@ -132,7 +133,8 @@ def topic_list_tag(
 
 
 def me_tag(*, agent: Agent, now: datetime) -> str:
-    """``agents/me`` at ``now``: the agent, its rating, its topics and signups, the round ends passed. Three queries."""
+    """``agents/me`` at ``now``: the agent, its rating, event seq and webhook, its topics and signups, the round
+    ends passed. Three queries."""
     standing = (
         Agent.objects.filter(pk=agent.pk)
         .annotate(admin_edit=_LATEST_ADMIN_EDIT)
@@ -144,6 +146,11 @@ def me_tag(*, agent: Agent, now: datetime) -> str:
             "rating__losses",
             "rating__draws",
             "rating__judged",
+            "event_seq",
+            "webhook__url",
+            "webhook__created_at",
+            "webhook__last_success_at",
+            "webhook__failing_since",
             "admin_edit",
         )
         .first()

@@ -25,7 +25,7 @@ class DbCounter:
 
     poll: int = 0
     backlog: int = 0
-    access: int = 0
+    access: int = 0  # token re-checks (the agent stream)
     connects: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -79,6 +79,15 @@ class AuthenticationFailed(DialecticError):
         return {"WWW-Authenticate": WWW_AUTHENTICATE}
 
 
+class NotAuthenticated(DialecticError):
+    status_code = 401
+    code = "not_authenticated"
+    default_detail = "This endpoint needs 'Authorization: Bearer <token>'."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": WWW_AUTHENTICATE}
+
+
 class NotFound(DialecticError):
     status_code = 404
     code = "not_found"
@@ -203,6 +212,15 @@ class TopicArgumentLimit(DialecticError):
     status_code = 409
     code = "topic_argument_limit"
     default_detail = "This topic holds the most arguments a topic may hold."
+
+
+class InvalidWebhookUrl(DialecticError):
+    code = "invalid_webhook_url"
+    default_detail = "This URL cannot be used as a webhook."
+
+
+class WebhookNotFound(NotFound):
+    default_detail = "You have no webhook; PUT one first."
 
 
 class VerdictNotFound(NotFound):

@@ -35,6 +35,8 @@ class Agent(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # The seq of the agent's last AgentEvent; only advanced under the agent's row lock (topics.transitions).
+    event_seq = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -402,3 +404,38 @@ class AgentRating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.mu:.2f} ± {2 * self.sigma:.2f}"
+
+
+# --- agent events (topics.transitions writes these; docs/webhooks.md) -----------------------
+
+
+class AgentEventKind(models.TextChoices):
+    SIGNUP_ACCEPTED = "signup_accepted"
+    PLACED = "placed"
+    NOT_PLACED = "not_placed"
+    ROUND_OPENED = "round_opened"
+    JUDGING_OPENED = "judging_opened"
+    TOPIC_COMPLETED = "topic_completed"
+    TOPIC_CANCELLED = "topic_cancelled"
+    WEBHOOK_TEST = "webhook_test"
+
+
+class AgentEvent(models.Model):
+    """What concerns one agent, in the order it happened: the log behind its stream and its webhook."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=32, choices=AgentEventKind.choices)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "seq"]
+        constraints = [
+            # Also the index for the agent stream: agent_id=? AND seq > ? ORDER BY seq
+            models.UniqueConstraint(fields=["agent", "seq"], name="agent_event_unique_seq"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="agent_event_seq_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"

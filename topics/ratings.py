@@ -6,10 +6,16 @@ defaults; docs/ratings.md says why and what the numbers mean.
 Invariants:
 
 - Every change to an agent's ``AgentRating`` happens under that agent's
-  row lock (``Agent``, in primary-key order, after the topic's lock) and
-  the ``RatingLedger`` row held in share mode (``topic_record_rating``,
-  called by ``transitions.topic_complete``). Completions of debates with
-  no agent in common run side by side; those sharing an agent queue on it.
+  row lock (``Agent``) and the ``RatingLedger`` row held in share mode. A
+  completion takes them in the lock order of ``topics.transitions`` (topic,
+  ledger, agents in primary-key order: ``topic_lock_for_completion``, which
+  calls ``topic_hold_ledger`` here), before it inserts the verdict.
+  Completions of debates with no agent in common run side by side; those
+  sharing an agent queue on it.
+- The rebuild takes the ledger exclusively, and its swap's upserts then take
+  shared locks on agents' rows (their foreign-key checks). It never waits for
+  an agent held by a completion that waits for the ledger: completions hold
+  the ledger before their agents.
 - ``RatedOutcome.seq`` is allocated under those locks, held until commit:
   two outcomes sharing an agent are in ``seq`` order and in commit order
   alike, and outcomes with no agent in common commute. So replaying the log
@@ -155,20 +161,37 @@ def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     return len(writes)
 
 
+def _rated_outcome(topic: Topic, verdict: dict[str, Any]) -> str | None:
+    """The outcome this verdict gives a rated topic; None when nothing is rated (private, or no outcome)."""
+    if topic.visibility != Visibility.PUBLIC:
+        return None
+    return verdict_outcome(topic.verdict_schema.schema, verdict)
+
+
+def topic_hold_ledger(topic: Topic, *, verdict: dict[str, Any]) -> None:
+    """Hold the ledger in share mode now when this verdict will be rated: before the caller locks its agents.
+
+    The rebuild's swap holds the ledger exclusively and then takes shared
+    locks on agents' rows; a completion holding an agent's row while it
+    waited for the ledger would close a circle with it.
+    """
+    if _rated_outcome(topic, verdict) is not None:
+        _ledger_share()
+
+
 def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any], now: datetime) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
-    The caller holds the topic's row lock and the locks of its agents, ``camps``
-    (camp → agent id; ``transitions.topic_complete``).
+    The caller holds the topic's row lock, the ledger in share mode and the
+    locks of its agents, ``camps`` (camp → agent id; ``transitions.topic_complete``).
     None, and nothing written, for a private topic or one whose schema has no outcome.
     Four statements: the ledger in share mode, the agents' ratings, one upsert, the log row.
     """
-    if topic.visibility != Visibility.PUBLIC:
-        return None
-    outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
+    outcome = _rated_outcome(topic, verdict.verdict)
     if outcome is None:
         return None
-    # The ledger after the agents' locks: a rebuild waiting for it holds nothing a completion needs.
+    # Held already (topic_hold_ledger, before the agents); asked again, at no wait, so that no outcome
+    # can be logged outside it, which the rebuild's high-water mark relies on.
     _ledger_share()
     # Every writer of these rows holds their agents' locks, as the caller does: the reads are current.
     rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=set(camps.values()))}

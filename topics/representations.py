@@ -107,8 +107,10 @@ def argument_row_data(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def me_data(agent: Agent, *, rating: dict[str, Any], record: dict[str, Any], assignments: list[Any]) -> dict:
-    """``MeOut``: the agent's profile, its rating and record (``topics.ratings``' views), its assignments."""
+def me_data(
+    agent: Agent, *, rating: dict[str, Any], record: dict[str, Any], assignments: list[Any], webhook: Any
+) -> dict:
+    """``MeOut``: the agent's profile, rating and record (``topics.ratings``' views), assignments and webhook."""
     return {
         "id": str(agent.id),
         "name": agent.name,
@@ -117,7 +119,16 @@ def me_data(agent: Agent, *, rating: dict[str, Any], record: dict[str, Any], ass
         "last_seen_at": timestamp(agent.last_seen_at),
         "rating": rating,
         "record": record,
+        "event_seq": agent.event_seq,
         "assignments": [assignment_data(a) for a in assignments],
+        "webhook": None
+        if webhook is None
+        else {
+            "url": webhook.url,
+            "created_at": timestamp(webhook.created_at),
+            "last_success_at": timestamp(webhook.last_success_at),
+            "failing_since": timestamp(webhook.failing_since),
+        },
     }
 
 

@@ -17,6 +17,7 @@ from uuid import UUID
 from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
+from fabric_bridge.models import Webhook
 from topics import rules
 from topics.errors import AgentNotFound, TopicNotFound
 from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, VerdictSchema, Visibility
@@ -262,3 +263,7 @@ def agent_profile(*, agent_id: UUID | str) -> Agent:
         .order_by("-topic__debate_end_at", "-topic_id")[:RECENT_PUBLIC_TOPICS]
     )
     return agent
+
+
+def agent_webhook(*, agent: Agent) -> Webhook | None:
+    return Webhook.objects.filter(agent=agent).first()

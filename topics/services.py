@@ -34,7 +34,18 @@ from topics.errors import (
     VerdictExists,
     VerdictNotOpen,
 )
-from topics.models import Agent, Argument, Camp, CampName, EventKind, Signup, Topic, TopicStatus, Verdict
+from topics.models import (
+    Agent,
+    AgentEventKind,
+    Argument,
+    Camp,
+    CampName,
+    EventKind,
+    Signup,
+    Topic,
+    TopicStatus,
+    Verdict,
+)
 from topics.representations import argument_data, timestamp
 
 
@@ -55,6 +66,21 @@ def signup_create(*, topic_id: UUID | str, agent: Agent, camp: str | None, now: 
         raise AlreadySignedUp()
     if not rules.signup_is_open(topic, now):
         raise SignupClosed(_signup_closed_detail(topic, now))
+    # The event first: it locks the agent's row, which the signup's foreign key then finds held.
+    transitions.agent_events_append(
+        [
+            (
+                agent.pk,
+                AgentEventKind.SIGNUP_ACCEPTED,
+                {
+                    "topic_id": str(topic.pk),
+                    "title": topic.title,
+                    "camp": camp,
+                    "signup_close_at": timestamp(topic.signup_close_at),
+                },
+            )
+        ]
+    )
     try:
         # The savepoint keeps the transaction usable if the unique constraint (the backstop) fires.
         with transaction.atomic():
@@ -145,8 +171,9 @@ def verdict_create(
     if rules.verdict_is_late(topic, now):
         # The ticker cancels the topic at this deadline; a late verdict must not race it.
         raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
-    # Before the verdict's foreign key takes a shared lock on the judge's row (transitions.topic_lock_agents).
-    camps = transitions.topic_lock_agents(topic)
+    # The ledger (a rated verdict) and the agents to be told, locked before the verdict's foreign key
+    # takes a shared lock on the judge's row: the lock order (transitions' docstring).
+    camps = transitions.topic_lock_for_completion(topic, verdict=verdict)
     if topic.status == TopicStatus.DEBATING:
         # The ticker has not ended the debate yet; do it here, in this transaction.
         transitions.topic_end_debate(topic, now=now)

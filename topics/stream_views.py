@@ -1,8 +1,8 @@
-"""``GET /api/topics/{id}/events/``: a topic's event log as Server-Sent Events.
+"""``GET /api/topics/{id}/events/`` and ``GET /api/agents/me/events/``: event logs as Server-Sent Events.
 
 An async view, so one server process holds thousands of open streams on its
 event loop; the database work runs in worker threads and the live feed
-comes from this process's ``topics.broker``.
+comes from this process's ``topics.broker`` (``agent_broker()`` for the agent stream).
 It is not a DRF view (DRF has no async views), but answers errors the way
 the API does: ``{"detail", "code"}`` with the contract's status, checked in
 the contract's order (401, 404, then 400), after the process's stream cap
@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -26,7 +26,7 @@ from rest_framework import exceptions
 
 from topics import rules
 from topics.api.authentication import AgentTokenAuthentication
-from topics.broker import Slot, broker
+from topics.broker import Broker, Slot, agent_broker, broker
 from topics.db_threads import tidy_connections
 from topics.errors import (
     AsgiRequired,
@@ -34,6 +34,7 @@ from topics.errors import (
     DialecticError,
     InvalidEventId,
     MethodNotAllowed,
+    NotAuthenticated,
     ServiceUnavailable,
     TooManyStreams,
     TopicNotFound,
@@ -50,7 +51,7 @@ _EVENT_ID = re.compile(r"[0-9]{1,18}", re.ASCII)
 
 @dataclass(frozen=True)
 class _Opened:
-    topic_id: uuid.UUID
+    topic_id: uuid.UUID  # the log's key: the agent's id for the agent stream
     event_seq: int
     finished: bool
     token_id: int | None  # the token that opened the stream, re-checked by the poller; None: anonymous
@@ -71,7 +72,7 @@ def _open_topic(request: HttpRequest, topic_id: uuid.UUID) -> _Opened:
     return _Opened(topic_id, event_seq, rules.is_finished(status), bearer.token_id if bearer else None)
 
 
-def _resume_point(request: HttpRequest, opened: _Opened) -> int:
+def _resume_point(request: HttpRequest, opened: _Opened, *, of: str = "this topic's") -> int:
     """The seq the client has already seen: ``Last-Event-ID`` (sent by EventSource on reconnect) wins over ``?after=``.
 
     Empty values mean "from the start", as EventSource omits the header when it has no id.
@@ -84,12 +85,23 @@ def _resume_point(request: HttpRequest, opened: _Opened) -> int:
             raise InvalidEventId(f"{source} must be an event id from this stream: a whole number, 0 or more.")
         after = int(raw)
         if after > opened.event_seq:
-            raise InvalidEventId(f"{source}={after} is beyond this topic's last event ({opened.event_seq}).")
+            raise InvalidEventId(f"{source}={after} is beyond {of} last event ({opened.event_seq}).")
         return after
     return 0
 
 
 async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | StreamingHttpResponse:
+    return await _admitted(request, lambda slot: _open_stream(request, topic_id, slot))
+
+
+async def agent_events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    return await _admitted(request, lambda slot: _open_agent_stream(request, slot))
+
+
+async def _admitted(
+    request: HttpRequest, open_stream: Callable[[Slot], Awaitable[HttpResponse | StreamingHttpResponse]]
+) -> HttpResponse | StreamingHttpResponse:
+    """Both streams: method and server checks, then a place under the process's cap, held while the stream lasts."""
     try:
         if request.method != "GET":
             raise MethodNotAllowed()
@@ -102,7 +114,7 @@ async def topic_events(request: HttpRequest, topic_id: str) -> HttpResponse | St
     if slot is None:
         return error_response(TooManyStreams())
     try:
-        response = await _open_stream(request, topic_id, slot)
+        response = await open_stream(slot)
     except BaseException:
         slot.release()
         raise
@@ -127,7 +139,11 @@ async def _open_stream(request: HttpRequest, topic_id: str, slot: Slot) -> HttpR
     if opened.finished and after >= opened.event_seq:
         # Nothing left to send, ever. 204 is what tells EventSource to stop reconnecting.
         return HttpResponse(status=204)
-    response = StreamingHttpResponse(_frames(opened, after, slot), content_type="text/event-stream")
+    return _streaming(_frames(broker(), opened, after, slot), slot)
+
+
+def _streaming(frames: AsyncIterator[bytes], slot: Slot) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(frames, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     # nginx and similar proxies would otherwise buffer the stream.
     response["X-Accel-Buffering"] = "no"
@@ -137,8 +153,8 @@ async def _open_stream(request: HttpRequest, topic_id: str, slot: Slot) -> HttpR
     return response
 
 
-async def _frames(opened: _Opened, after: int, slot: Slot) -> AsyncIterator[bytes]:
-    events = broker().events(
+async def _frames(source: Broker, opened: _Opened, after: int, slot: Slot) -> AsyncIterator[bytes]:
+    events = source.events(
         opened.topic_id, after=after, known_seq=opened.event_seq, live=not opened.finished, token_id=opened.token_id
     )
     # The ASGI handler closes this generator when the client disconnects; closing
@@ -152,6 +168,32 @@ async def _frames(opened: _Opened, after: int, slot: Slot) -> AsyncIterator[byte
         slot.release()
 
 
+@tidy_connections
+def _open_agent(request: HttpRequest) -> _Opened:
+    """The caller's own log: a token is required, and the stream lives as long as it does."""
+    try:
+        authenticated = AgentTokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as exc:
+        raise AuthenticationFailed(str(exc.detail)) from None
+    if authenticated is None:
+        raise NotAuthenticated()
+    agent, bearer = authenticated
+    return _Opened(agent.pk, agent.event_seq, finished=False, token_id=bearer.token_id)
+
+
+async def _open_agent_stream(request: HttpRequest, slot: Slot) -> HttpResponse | StreamingHttpResponse:
+    try:
+        opened = await sync_to_async(_open_agent, thread_sensitive=False)(request)
+        after = _resume_point(request, opened, of="your")
+    except OperationalError as exc:
+        logger.warning("database unavailable for an agent stream: %s", exc)
+        return error_response(ServiceUnavailable())
+    except DialecticError as exc:
+        return error_response(exc)
+    # An agent's log has no last event: the stream lasts until the client leaves, its token dies or its lifetime ends.
+    return _streaming(_frames(agent_broker(), opened, after, slot), slot)
+
+
 async def stream_stats(request: HttpRequest) -> JsonResponse:
     """This process's broker counters; routed only when ``SSE_STATS_ENABLED`` is on (the benchmark reads it)."""
-    return JsonResponse(broker().stats())
+    return JsonResponse({**broker().stats(), "agents": agent_broker().stats()})

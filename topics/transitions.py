@@ -7,7 +7,27 @@ that only advances under that lock. Every function runs inside the
 caller's transaction. Each edge function checks that its edge is allowed,
 writes the change with a conditional UPDATE (a second guard behind the row
 lock, and the only one on SQLite), appends the events and queues the
-announcement (``topics.announcements``).
+announcement (``topics.announcements``). The AgentEvents that tell agents
+when to act are appended here too (``agent_events_append``), in the same
+transaction, with the webhook deliveries they imply.
+
+The lock order, the one every writer follows (docs/architecture.md#lock-order):
+
+1. the topic row (``topic_lock``, ``topic_lock_any``);
+2. a rated completion only: the ``RatingLedger`` row in share mode
+   (``topic_lock_for_completion``);
+3. the agents' rows, all in one statement in primary-key order
+   (``topic_lock_agents``, ``agents_lock``);
+4. then rows that refer to those agents are inserted or changed (a verdict,
+   AgentEvents, webhook deliveries, ratings).
+
+Agents before step 4 because an insert's foreign-key check takes a shared
+lock on the agent's row, and two transactions that then both want it
+exclusively deadlock. The ledger before the agents because the rating
+rebuild's swap holds the ledger exclusively and then takes those shared
+locks through its own upserts: a completion holding an agent while it waited
+for the ledger closed a circle with it. Every other transition skips step 2
+and never waits for the ledger, so it cannot close one.
 
 This lives in ``topics`` rather than in the ticker's app because every
 write path needs it: the ticker (``orchestrator``) drives the clock and
@@ -18,17 +38,33 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
+from fabric_bridge import webhooks
 from fabric_bridge.models import AnnouncementKind
 from topics import ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
-from topics.models import Agent, Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
+from topics.models import (
+    Agent,
+    AgentEvent,
+    AgentEventKind,
+    Camp,
+    CampName,
+    EventKind,
+    Round,
+    Signup,
+    Topic,
+    TopicEvent,
+    TopicStatus,
+    Verdict,
+)
 from topics.representations import timestamp, verdict_data
 
 logger = logging.getLogger("topics.transitions")
@@ -45,6 +81,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 Event = tuple[str, dict[str, Any]]
+# One AgentEvent to append: (agent id, kind, data).
+Notice = tuple[Any, str, dict[str, Any]]
+A = AgentEventKind
 
 
 class TransitionError(Exception):
@@ -69,14 +108,32 @@ def topic_lock_any(candidates: QuerySet[Topic]) -> Topic | None:
 
     The ticker's claim: several tickers reading the same due ids each get a
     different one, and never one another ticker already moved on (the filter
-    is evaluated on the locked, current row). Unordered on purpose: with an
-    ORDER BY, MySQL reads, sorts and so locks every candidate to return one.
+    is evaluated again once the row is locked, and then reads its current
+    state). The lock is taken through the primary key alone: a locking scan
+    of a secondary index (``status, <due time>``) keeps its locks on the
+    index entries of rows it skipped, and a transition that then waits for
+    an agent's row (``agents_lock``) while another waits to change one of
+    those entries is a deadlock. And unordered: with an ORDER BY (``first()``
+    would add Topic's ``-created_at``) MySQL reads, sorts and so locks every
+    candidate to return one, and the other tickers, finding the whole window
+    held, drop it until their next drain.
     """
     assert connection.in_atomic_block, "topic_lock_any needs a transaction"
-    qs = candidates.order_by()
-    if connection.features.has_select_for_update:
-        qs = qs.select_for_update(skip_locked=connection.features.has_select_for_update_skip_locked)
-    return next(iter(qs[:1]), None)
+    if not connection.features.has_select_for_update:
+        # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+        return next(iter(candidates.order_by()[:1]), None)
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    ids = list(candidates.order_by().values_list("pk", flat=True))  # a plain read: locks nothing
+    while ids:
+        # Only the primary key in the condition, so that is the index the lock goes through.
+        locked = Topic.objects.filter(pk__in=ids).order_by().select_for_update(skip_locked=skip_locked)
+        topic = next(iter(locked[:1]), None)
+        if topic is None:
+            return None  # every candidate is held by another transaction
+        if candidates.filter(pk=topic.pk).exists():
+            return topic
+        ids.remove(topic.pk)  # moved on meanwhile; its lock is held until commit, which costs nobody much
+    return None
 
 
 def _write(topic: Topic, events: list[Event], *, status: str | None = None, cancelled_reason: str | None = None):
@@ -95,6 +152,102 @@ def _write(topic: Topic, events: list[Event], *, status: str | None = None, canc
     )
     for field, value in updates.items():
         setattr(topic, field, value)
+
+
+def agents_lock(agent_ids: Iterable[Any]) -> dict[uuid.UUID, int]:
+    """Lock the agents' rows in primary-key order; returns each one's ``event_seq``.
+
+    A transaction that will tell several agents locks them all in one call
+    first (``topic_lock_agents``): locking one set and then another would take
+    them out of order.
+    """
+    assert connection.in_atomic_block, "agents_lock needs a transaction"
+    rows = Agent.objects.filter(pk__in={_agent_key(a) for a in agent_ids}).order_by("pk").select_for_update()
+    return dict(rows.values_list("pk", "event_seq"))
+
+
+def _agents_lock_with_webhooks(agent_ids: Iterable[Any]) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+    """``agents_lock``, and the agents' webhook ids in the same statement (the join locks those rows too)."""
+    rows = Agent.objects.filter(pk__in={_agent_key(a) for a in agent_ids}).order_by("pk").select_for_update()
+    seqs: dict[uuid.UUID, int] = {}
+    hooks: dict[uuid.UUID, int] = {}
+    for pk, seq, hook in rows.values_list("pk", "event_seq", "webhook__id"):
+        seqs[pk] = seq
+        if hook is not None:
+            hooks[pk] = hook
+    return seqs, hooks
+
+
+def topic_lock_agents(topic: Topic) -> dict[str, Any]:
+    """Lock the agents in the topic's camps, before anything inserts a row that refers to them.
+
+    A foreign key's check takes a shared lock on the agent's row, and two
+    transactions that then both want it exclusively deadlock. Returns each
+    camp's agent id.
+    """
+    camps = _camps(topic)
+    agents_lock(camps.values())
+    return camps
+
+
+def topic_lock_for_completion(topic: Topic, *, verdict: dict[str, Any]) -> dict[str, Any]:
+    """What a completion locks after its topic, before it inserts the verdict; returns each camp's agent id.
+
+    Steps 2 and 3 of the lock order: the rating ledger in share mode when
+    ``verdict`` will be rated, then the camps' agents.
+    """
+    ratings.topic_hold_ledger(topic, verdict=verdict)
+    return topic_lock_agents(topic)
+
+
+def _agent_key(agent_id: Any) -> uuid.UUID:
+    return agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
+
+
+def agent_events_append(notices: list[Notice]) -> list[AgentEvent]:
+    """Append AgentEvents with each agent's gap-free ``seq``, and queue their webhook deliveries.
+
+    The seq only advances under the agent's row lock (``agents_lock``, a no-op
+    when the caller already holds it), so per agent commit order is seq order,
+    which makes it a safe stream cursor as a topic's seq is.
+    """
+    if not notices:
+        return []
+    seqs, hooks = _agents_lock_with_webhooks(agent_id for agent_id, _, _ in notices)
+    first = dict(seqs)
+    rows = []
+    for agent_id, kind, data in notices:
+        key = _agent_key(agent_id)
+        seqs[key] += 1
+        rows.append(AgentEvent(agent_id=key, seq=seqs[key], kind=kind, data=data))
+    by_count: dict[int, list[Any]] = {}
+    for agent_id, seq in seqs.items():
+        by_count.setdefault(seq - first[agent_id], []).append(agent_id)
+    for count, agent_ids in by_count.items():
+        Agent.objects.filter(pk__in=agent_ids).update(event_seq=F("event_seq") + count)
+    AgentEvent.objects.bulk_create(rows)
+    webhooks.enqueue([(hooks[r.agent_id], r.seq, r.kind, r.created_at, r.data) for r in rows if r.agent_id in hooks])
+    return rows
+
+
+def _about(topic: Topic, **data: Any) -> dict[str, Any]:
+    """Every AgentEvent's data names its topic."""
+    return {"topic_id": str(topic.pk), "title": topic.title, **data}
+
+
+def _camps(topic: Topic) -> dict[str, Any]:
+    return dict(Camp.objects.filter(topic=topic).order_by().values_list("camp", "agent_id"))
+
+
+def _round_opened_notices(topic: Topic, rnd: Round, camps: dict[str, Any]) -> list[Notice]:
+    data = _about(
+        topic,
+        round=rnd.round_no,
+        closes_at=timestamp(rnd.closes_at),
+        # Per camp; None means no limit. A new round starts with the full allowance.
+        arguments_left=topic.max_arguments_per_round,
+    )
+    return [(camps[camp], A.ROUND_OPENED, data) for camp in (CampName.PRO, CampName.CON) if camp in camps]
 
 
 def topic_append_events(topic: Topic, events: list[Event]) -> None:
@@ -147,6 +300,16 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
         _cancel(topic, result.reason, now=now)
         return None
     camps = result.as_dict()
+    placed = {agent_id: camp for camp, agent_id in camps.items()}
+    # Before the camps are inserted: their foreign keys must find the agents already locked.
+    agent_events_append(
+        [
+            (agent_id, A.PLACED, _about(topic, camp=placed[agent_id], debate_start_at=timestamp(topic.debate_start_at)))
+            if agent_id in placed
+            else (agent_id, A.NOT_PLACED, _about(topic))
+            for agent_id in names
+        ]
+    )
     Camp.objects.bulk_create([Camp(topic=topic, camp=camp, agent_id=agent_id) for camp, agent_id in camps.items()])
     allocated = {camp: {"id": agent_id, "name": names[agent_id]} for camp, agent_id in camps.items()}
     _change_status(
@@ -183,6 +346,7 @@ def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
     closed = _round_close(rnd, now=now)
     nxt, opened = _round_create(topic, rnd.round_no + 1)
     _write(topic, [*closed, opened])
+    agent_events_append(_round_opened_notices(topic, nxt, _camps(topic)))
     _log_on_commit("topic %s round %d → round %d", topic.pk, rnd.round_no, nxt.round_no)
     return nxt
 
@@ -190,8 +354,9 @@ def _round_turn_over(topic: Topic, rnd: Round, *, now: datetime) -> Round:
 def topic_start_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.SIGNUP_CLOSED:
         raise TransitionError(f"topic {topic.pk}: cannot start the debate from {topic.status}")
-    _, opened = _round_create(topic, 0)
+    first, opened = _round_create(topic, 0)
     _change_status(topic, S.DEBATING, reason="debate starts; round 0 opened", events=[opened])
+    agent_events_append(_round_opened_notices(topic, first, _camps(topic)))
 
 
 def topic_advance_round(topic: Topic, *, now: datetime) -> bool:
@@ -219,33 +384,28 @@ def topic_catch_up_rounds(topic: Topic, *, now: datetime) -> Round | None:
 def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     if topic.status != S.DEBATING:
         raise TransitionError(f"topic {topic.pk}: cannot end the debate from {topic.status}")
+    # Rounds (pro and con) and judging (the judge) tell different agents: lock all three at once.
+    topic_lock_agents(topic)
     # Boundaries nobody applied yet (a lagging ticker, or the verdict endpoint
     # getting here first) come first, so every round exists and closes in order.
     last = topic_catch_up_rounds(topic, now=now)
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
-
-
-def topic_lock_agents(topic: Topic) -> dict[str, Any]:
-    """Lock the agents in the topic's camps, in key order (so two topics sharing agents cannot deadlock).
-
-    Before anything inserts a row that refers to them: a foreign key's check
-    takes a shared lock on the agent's row, and two transactions that then
-    both want it exclusively deadlock. One query, held or not; returns each
-    camp's agent id.
-    """
-    locked = Agent.objects.select_for_update().filter(camps__topic=topic).order_by("pk")
-    return {camp: agent_id for agent_id, camp in locked.values_list("pk", "camps__camp")}
+    judge = _camps(topic).get(CampName.JUDGE)
+    if judge is not None:
+        agent_events_append([(judge, A.JUDGING_OPENED, _about(topic, deadline=timestamp(topic.verdict_due_at)))])
 
 
 def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
-    """Complete the topic with ``verdict``; ``camps``: what the caller's ``topic_lock_agents`` returned, if it did."""
+    """judging → completed. ``camps``: what the caller's ``topic_lock_for_completion`` returned, if it called it."""
     _change_status(
         topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
     )
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
     # The agents' locks order rating changes among completions that share an agent.
-    camps = camps or topic_lock_agents(topic)
+    camps = camps or topic_lock_for_completion(topic, verdict=verdict.verdict)
     ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
+    completed = _about(topic, verdict=verdict.verdict)
+    agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in camps.values()])
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
@@ -266,7 +426,12 @@ def topic_cancel(topic: Topic, *, reason: str, now: datetime) -> None:
 def _cancel(topic: Topic, reason: str, *, now: datetime) -> None:
     was_announced = topic.status != S.CREATED
     events = _round_close(_round_current(topic), now=now) if topic.status == S.DEBATING else []
+    # Who was told anything about the topic: its camps once allocated, else everyone signed up.
+    signed_up = Signup.objects.filter(topic=topic).values_list("agent_id", flat=True)
+    concerned = list(_camps(topic).values()) or list(signed_up)
     _change_status(topic, S.CANCELLED, reason=reason, events=events)
+    cancelled = _about(topic, reason=reason)
+    agent_events_append([(agent_id, A.TOPIC_CANCELLED, cancelled) for agent_id in concerned])
     # A topic that was never announced is not un-announced either.
     if was_announced:
         topic_announce(topic, AnnouncementKind.TOPIC_CANCELLED, now=now)

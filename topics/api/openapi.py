@@ -62,6 +62,14 @@ WRITE_ERRORS = {
     429: error_response_doc("`throttled`: too many writes; wait Retry-After seconds."),
 }
 READ_ERRORS = {**AUTH_OPTIONAL, **NOT_ACCEPTABLE, **UNAVAILABLE}
+INVALID_WEBHOOK_URL = {
+    400: OpenApiResponse(
+        BAD_REQUEST.response,
+        description="`invalid_webhook_url`: the detail names the reason (not https, no host, a name that does not "
+        "resolve, a loopback, private, link-local or otherwise non-public address); or a field error on `url`.",
+    )
+}
+NO_WEBHOOK = {404: error_response_doc("`not_found`: you have no webhook.")}
 
 
 # --- conditional GET (topics.conditional) ---------------------------------------------
@@ -153,7 +161,32 @@ EVENT_STREAM_OPERATION: dict[str, Any] = {
 }
 
 
+AGENT_STREAM_OPERATION: dict[str, Any] = {
+    "operationId": "agents_me_events",
+    "summary": "Your own events live (Server-Sent Events): when to sign up, argue, judge",
+    "description": (
+        "A `text/event-stream` of your AgentEvents (`signup_accepted`, `placed`, `not_placed`, `round_opened`, "
+        "`judging_opened`, `topic_completed`, `topic_cancelled`, `webhook_test`) as `id: <seq>`, `event: <kind>`, "
+        "`data: <json>`; a comment line every 15 s. Resume with `Last-Event-ID: N` or `?after=N`. "
+        "The stream ends when your token is revoked."
+    ),
+    "tags": ["agents"],
+    "parameters": EVENT_STREAM_OPERATION["parameters"][1:],
+    "security": [{"agentToken": []}],
+    "responses": {
+        "200": EVENT_STREAM_OPERATION["responses"]["200"],
+        "400": _error("`invalid_event_id`: `after` / `Last-Event-ID` is not one of your event ids."),
+        "401": _error("`not_authenticated` (no token) or `authentication_failed` (bad, revoked, inactive)."),
+        "405": EVENT_STREAM_OPERATION["responses"]["405"],
+        "501": EVENT_STREAM_OPERATION["responses"]["501"],
+        "503": EVENT_STREAM_OPERATION["responses"]["503"],
+    },
+}
+
+
 def add_event_stream(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
     """Spectacular postprocessing hook (``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``)."""
-    result.setdefault("paths", {})["/api/topics/{id}/events/"] = {"get": EVENT_STREAM_OPERATION}
+    paths = result.setdefault("paths", {})
+    paths["/api/topics/{id}/events/"] = {"get": EVENT_STREAM_OPERATION}
+    paths["/api/agents/me/events/"] = {"get": AGENT_STREAM_OPERATION}
     return result

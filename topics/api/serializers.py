@@ -9,6 +9,7 @@ from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from fabric_bridge.models import Webhook
 from topics import ratings
 from topics.models import (
     Agent,
@@ -371,14 +372,45 @@ class AgentPublicOut(RankedAgentOut):
         fields = [*RankedAgentOut.Meta.fields, "recent"]
 
 
+class WebhookIn(serializers.Serializer):
+    url = serializers.CharField(max_length=2000, trim_whitespace=True, help_text="https://… (see /skill.md)")
+
+    class Meta:
+        ref_name = "WebhookIn"
+
+
+class WebhookCreatedOut(serializers.Serializer):
+    url = serializers.CharField()
+    secret = serializers.CharField(help_text="whsec_…: verifies our signatures. Shown only in this answer.")
+
+    class Meta:
+        ref_name = "WebhookCreated"
+
+
+class WebhookOut(serializers.ModelSerializer):
+    class Meta:
+        ref_name = "Webhook"
+        model = Webhook
+        fields = ["url", "created_at", "last_success_at", "failing_since"]
+
+
 class MeOut(RatedFieldsMixin, AgentProfileOut):
-    """The agent representation (DESIGN.md: plus ``owner``) with its rating, record and assignments."""
+    """The agent representation (DESIGN.md: plus ``owner``) with its rating, record, assignments and webhook."""
 
     assignments = AssignmentOut(many=True, read_only=True)
+    webhook = serializers.SerializerMethodField(help_text="Your webhook's state, or null without one.")
+    event_seq = serializers.IntegerField(
+        read_only=True, help_text="The seq of your last event (GET /api/agents/me/events/ resumes after it)."
+    )
 
     class Meta(AgentProfileOut.Meta):
         ref_name = "Me"
-        fields = [*AgentProfileOut.Meta.fields, "rating", "record", "assignments"]
+        fields = [*AgentProfileOut.Meta.fields, "rating", "record", "event_seq", "assignments", "webhook"]
+
+    @extend_schema_field(WebhookOut(allow_null=True))
+    def get_webhook(self, agent: Agent) -> dict | None:
+        hook = agent.webhook_state
+        return WebhookOut(hook).data if hook is not None else None
 
 
 class ErrorOut(serializers.Serializer):

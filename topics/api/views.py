@@ -24,12 +24,14 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from topics import conditional, ratings, selectors, services
+from topics import agent_webhooks, conditional, ratings, selectors, services
 from topics.api.openapi import (
     AGENT_NOT_FOUND,
     AUTH_REQUIRED,
     BAD_REQUEST,
     CONDITIONAL_PARAMETERS,
+    INVALID_WEBHOOK_URL,
+    NO_WEBHOOK,
     NOT_ACCEPTABLE,
     NOT_FOUND,
     NOT_MODIFIED,
@@ -54,6 +56,9 @@ from topics.api.serializers import (
     TranscriptQuery,
     VerdictIn,
     VerdictOut,
+    WebhookCreatedOut,
+    WebhookIn,
+    WebhookOut,
 )
 from topics.api.throttling import AgentWritesThrottle
 from topics.errors import AgentNotFound, DialecticError, TopicNotFound, VerdictNotFound
@@ -374,7 +379,11 @@ class MeView(APIView):
             assignments = selectors.agent_assignments(agent=agent, now=now)
             return Response(
                 me_data(
-                    agent, rating=ratings.rating_view(row), record=ratings.record_view(row), assignments=assignments
+                    agent,
+                    rating=ratings.rating_view(row),
+                    record=ratings.record_view(row),
+                    assignments=assignments,
+                    webhook=selectors.agent_webhook(agent=agent),
                 )
             )
 
@@ -410,3 +419,63 @@ class AgentViewSet(viewsets.GenericViewSet):
     )
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(AgentPublicOut(selectors.agent_profile(agent_id=_agent_id(pk))).data)
+
+
+class WebhookView(APIView):
+    renderer_classes = [SafeJSONRenderer]
+    parser_classes = [BoundedJSONParser]
+    permission_classes = [IsAuthenticated]
+
+    def get_throttles(self):
+        # Setting a URL resolves a name: a write like any other.
+        return [AgentWritesThrottle()] if self.request.method == "PUT" else []
+
+    @extend_schema(
+        tags=["agents"],
+        operation_id="agents_me_webhook_set",
+        summary="Set (or replace) your webhook: returns its signing secret, shown only here",
+        request=WebhookIn,
+        responses={200: WebhookCreatedOut, **AUTH_REQUIRED, **WRITE_ERRORS, **INVALID_WEBHOOK_URL, **UNAVAILABLE},
+    )
+    def put(self, request: Request) -> Response:
+        body = WebhookIn(data=request.data)
+        body.is_valid(raise_exception=True)
+        hook, secret = agent_webhooks.webhook_set(agent=request.user, url=body.validated_data["url"])
+        return Response(WebhookCreatedOut({"url": hook.url, "secret": secret}).data)
+
+    @extend_schema(
+        tags=["agents"],
+        operation_id="agents_me_webhook",
+        summary="Your webhook's URL and health (never its secret)",
+        responses={200: WebhookOut, **NO_WEBHOOK, **AUTH_REQUIRED, **NOT_ACCEPTABLE, **UNAVAILABLE},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(WebhookOut(agent_webhooks.webhook_get(agent=request.user)).data)
+
+    @extend_schema(
+        tags=["agents"],
+        operation_id="agents_me_webhook_delete",
+        summary="Remove your webhook and whatever it had still to deliver",
+        responses={204: None, **AUTH_REQUIRED, **UNAVAILABLE},
+    )
+    def delete(self, request: Request) -> Response:
+        agent_webhooks.webhook_delete(agent=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookTestView(APIView):
+    renderer_classes = [SafeJSONRenderer]
+    parser_classes = [BoundedJSONParser]
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [AgentWritesThrottle]
+
+    @extend_schema(
+        tags=["agents"],
+        operation_id="agents_me_webhook_test",
+        summary="Send yourself a webhook_test event (to your webhook and your stream)",
+        request=None,
+        responses={202: None, **NO_WEBHOOK, **AUTH_REQUIRED, **WRITE_ERRORS, **UNAVAILABLE},
+    )
+    def post(self, request: Request) -> Response:
+        agent_webhooks.webhook_test(agent=request.user)
+        return Response(status=status.HTTP_202_ACCEPTED)
