@@ -216,4 +216,4 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violations(world):
     assert {200, 201, 400, 401, 403, 404, 409} <= set(sent), sent
     # Each fuzzed header rode on many strategies, and odd charsets reached the parser and were refused.
     assert min(fuzzed.get(name, 0) for name in ("Content-Type", "Last-Event-ID", "If-None-Match")) >= 50, fuzzed
-    assert sent.get(415, 0) >= 10, sent
+    assert sent.get(415, 0) >= 5, sent
