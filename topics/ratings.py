@@ -22,12 +22,18 @@ Invariants:
 - Only public topics whose schema has an outcome (``topics.outcomes``)
   write anything. Debaters get a rating and wins/losses/draws; the judge
   gets ``judged``, never a rating.
+- A panel is one rated game, decided by its majority outcome (the topic's
+  verdict, ``topics.panels``): the debaters are rated once per topic,
+  whatever the number of judges. Each judge whose ballot counted gets
+  ``judged`` and a ``panel_ballots``, and an ``agreed`` when its ballot
+  named the panel's outcome (its agreement). ``RatedOutcome.panel`` keeps
+  the counted ballots so the rebuild replays exactly this.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -41,6 +47,7 @@ from dialectic.db import run_in_transaction
 from topics import sql
 from topics.models import (
     AgentRating,
+    Ballot,
     CampName,
     Outcome,
     RatedOutcome,
@@ -60,7 +67,19 @@ REBUILD_CHUNK = 5000
 WRITE_BATCH = 500
 
 _RANKS = {Outcome.PRO: [1, 2], Outcome.CON: [2, 1], Outcome.DRAW: [1, 1]}
-_RATING_FIELDS = ("mu", "sigma", "low", "games", "wins", "losses", "draws", "judged", "updated_at")
+_RATING_FIELDS = (
+    "mu",
+    "sigma",
+    "low",
+    "games",
+    "wins",
+    "losses",
+    "draws",
+    "judged",
+    "panel_ballots",
+    "agreed",
+    "updated_at",
+)
 
 
 @dataclass
@@ -74,6 +93,8 @@ class Standing:
     losses: int = 0
     draws: int = 0
     judged: int = 0
+    panel_ballots: int = 0
+    agreed: int = 0
     updated_at: datetime | None = field(default=None)
 
     @property
@@ -94,8 +115,19 @@ def interval(mu: float, sigma: float) -> tuple[float, float]:
     return mu - SPREAD * sigma, mu + SPREAD * sigma
 
 
-def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: datetime) -> None:
-    """One rated debate: the library rates pro against con, the record counts it. The only update rule."""
+def _apply(
+    pro: Standing,
+    con: Standing,
+    judge: Standing,
+    outcome: str,
+    at: datetime,
+    panel: list[tuple[Standing, str]] | None = None,
+) -> None:
+    """One rated debate: the library rates pro against con, the record counts it. The only update rule.
+
+    ``panel``: each counted ballot's judge and outcome, for a panel; then ``judge`` (the first seat) is not
+    counted on its own, only as the panel's ballots say.
+    """
     [[new_pro], [new_con]] = MODEL.rate(
         [[MODEL.rating(mu=pro.mu, sigma=pro.sigma)], [MODEL.rating(mu=con.mu, sigma=con.sigma)]],
         ranks=_RANKS[outcome],
@@ -110,8 +142,15 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
         else:
             standing.losses += 1
         standing.updated_at = at
-    judge.judged += 1
-    judge.updated_at = at
+    if not panel:
+        judge.judged += 1
+        judge.updated_at = at
+        return
+    for standing, ballot in panel:
+        standing.judged += 1
+        standing.panel_ballots += 1
+        standing.agreed += ballot == outcome
+        standing.updated_at = at
 
 
 # --- the completion ----------------------------------------------------------------------
@@ -155,11 +194,14 @@ def _save(standings: dict[Any, Standing], rows: dict[Any, AgentRating]) -> int:
     return len(writes)
 
 
-def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any], now: datetime) -> RatedOutcome | None:
+def topic_record_rating(
+    topic: Topic, *, verdict: Verdict, seats: dict[tuple[str, int], Any], now: datetime, ballots: Sequence[Ballot] = ()
+) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
-    The caller holds the topic's row lock and the locks of its agents, ``camps``
-    (camp → agent id; ``transitions.topic_complete``).
+    The caller holds the topic's row lock and the locks of its agents, ``seats``
+    ((camp, seat) → agent id, from ``transitions.topic_lock_agents``; ``transitions.topic_complete``).
+    ``ballots``: a panel's counted ballots.
     None, and nothing written, for a private topic or one whose schema has no outcome.
     Four statements: the ledger in share mode, the agents' ratings, one upsert, the log row.
     """
@@ -171,13 +213,26 @@ def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any]
     # The ledger after the agents' locks: a rebuild waiting for it holds nothing a completion needs.
     _ledger_share()
     # Every writer of these rows holds their agents' locks, as the caller does: the reads are current.
-    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=set(camps.values()))}
-    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in camps.values()}
-    pro, con, judge = (camps[c] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
-    _apply(standings[pro], standings[con], standings[judge], outcome, now)
+    agents = set(seats.values())
+    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=agents)}
+    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in agents}
+    pro, con, judge = (seats[(c, 0)] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    # A panel's ballots, the topic's own: their judges hold seats, so their standings are loaded above.
+    panel = (
+        [(b.judge_id, verdict_outcome(topic.verdict_schema.schema, b.verdict)) for b in ballots]
+        if topic.is_panel
+        else []
+    )
+    _apply(standings[pro], standings[con], standings[judge], outcome, now, [(standings[j], o) for j, o in panel])
     _save(standings, rows)
     return RatedOutcome.objects.create(
-        topic=topic, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
+        topic=topic,
+        pro_id=pro,
+        con_id=con,
+        judge_id=judge,
+        outcome=outcome,
+        panel=[[j.hex, o] for j, o in panel],  # the text the rebuild's Cast reads the other ids as
+        completed_at=now,
     )
 
 
@@ -209,13 +264,22 @@ def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | Non
     rows = (
         log.order_by("seq")
         .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
-        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
+        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "panel", "completed_at")[:chunk]
     )
     last, count = after, 0
-    for seq, pro, con, judge, outcome, completed_at in rows:
-        for agent_id in (pro, con, judge):
+    for seq, pro, con, judge, outcome, panel, completed_at in rows:
+        # The panel's ids are stored as 32 hex digits, the same text the Cast gives on SQLite and MySQL.
+        voters = [(j, o) for j, o in panel or []]
+        for agent_id in (pro, con, judge, *(j for j, _ in voters)):
             standings.setdefault(agent_id, Standing())
-        _apply(standings[pro], standings[con], standings[judge], outcome, completed_at)
+        _apply(
+            standings[pro],
+            standings[con],
+            standings[judge],
+            outcome,
+            completed_at,
+            [(standings[j], o) for j, o in voters],
+        )
         last, count = seq, count + 1
     return last, count
 
@@ -306,6 +370,8 @@ def record_view(row: AgentRating | None) -> dict[str, int]:
         "losses": standing.losses,
         "draws": standing.draws,
         "judged": standing.judged,
+        "panel_ballots": standing.panel_ballots,
+        "agreement": _round(standing.agreed / standing.panel_ballots) if standing.panel_ballots else None,
     }
 
 

@@ -16,7 +16,19 @@ from django.db.models.query import prefetch_related_objects
 
 from topics import rules
 from topics.errors import AgentNotFound, TopicNotFound
-from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, Visibility
+from topics.models import (
+    Agent,
+    Argument,
+    Ballot,
+    Camp,
+    CampName,
+    Round,
+    Signup,
+    Topic,
+    TopicStatus,
+    Verdict,
+    Visibility,
+)
 from topics.next_action import Assignment, assignment_for
 from topics.tokens import tokens_live
 
@@ -99,6 +111,11 @@ def verdict_for(*, topic: Topic) -> Verdict | None:
     return Verdict.objects.select_related("judge").filter(topic=topic).first()
 
 
+def ballots_for(*, topic: Topic) -> list[Ballot]:
+    """The topic's ballots in seat order, shown only with its verdict (sealed until the topic is decided)."""
+    return list(Ballot.objects.filter(topic=topic).select_related("judge").order_by("seat__seat"))
+
+
 # --- /api/agents/me/ ----------------------------------------------------------
 
 
@@ -147,8 +164,13 @@ def agent_profile(*, agent_id: UUID | str) -> Agent:
     agent = Agent.objects.select_related("rating").filter(pk=agent_id).first()
     if agent is None:
         raise AgentNotFound()
+    # A blind topic's debaters are not to be found through their profiles until it completes.
+    hidden = Q(topic__blind_judging=True, camp__in=(CampName.PRO, CampName.CON)) & ~Q(
+        topic__status=TopicStatus.COMPLETED
+    )
     agent.recent = list(
         Camp.objects.filter(agent=agent, topic__visibility=Visibility.PUBLIC)
+        .exclude(hidden)
         .select_related("topic__rated_outcome")
         .order_by("-topic__debate_end_at", "-topic_id")[:RECENT_PUBLIC_TOPICS]
     )

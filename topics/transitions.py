@@ -25,11 +25,24 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from fabric_bridge.models import AnnouncementKind
-from topics import ratings, rules, sql
+from topics import panels, ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
-from topics.models import Agent, Camp, EventKind, Round, Signup, Topic, TopicEvent, TopicStatus, Verdict
-from topics.representations import timestamp, verdict_data
+from topics.models import (
+    Agent,
+    Ballot,
+    Camp,
+    CampName,
+    EventKind,
+    Round,
+    Signup,
+    Topic,
+    TopicEvent,
+    TopicStatus,
+    Verdict,
+)
+from topics.outcomes import verdict_of_outcome, verdict_outcome
+from topics.representations import agent_ref, camps_data, timestamp, verdict_data
 
 logger = logging.getLogger("topics.transitions")
 
@@ -142,13 +155,16 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
     rows = Signup.objects.filter(topic=topic).values_list("agent_id", "camp", "agent__owner", "agent__name")
     names = {str(agent_id): name for agent_id, _, _, name in rows}
     volunteers = [Volunteer(agent_id=str(a), camp=c, owner=o or "") for a, c, o, _ in rows]
-    result = allocate(volunteers, rng or random.SystemRandom())
+    result = allocate(volunteers, rng or random.SystemRandom(), judge_count=topic.judge_count)
     if not isinstance(result, Allocation):
         _cancel(topic, result.reason, now=now)
         return None
-    camps = result.as_dict()
-    Camp.objects.bulk_create([Camp(topic=topic, camp=camp, agent_id=agent_id) for camp, agent_id in camps.items()])
-    allocated = {camp: {"id": agent_id, "name": names[agent_id]} for camp, agent_id in camps.items()}
+    seats = result.seats()
+    Camp.objects.bulk_create(
+        [Camp(topic=topic, camp=camp, seat=seat, agent_id=agent_id) for camp, seat, agent_id in seats]
+    )
+    # The event is what the stream shows everyone: a blind topic's debaters are masked in it.
+    allocated = camps_data(topic, [(camp, seat, _Named(agent_id, names[agent_id])) for camp, seat, agent_id in seats])
     _change_status(
         topic,
         S.SIGNUP_CLOSED,
@@ -156,6 +172,13 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
         events=[(EventKind.CAMPS_ALLOCATED, allocated)],
     )
     return result
+
+
+class _Named:
+    """An agent's id and name, enough for ``representations`` to show it without reading the row again."""
+
+    def __init__(self, agent_id: Any, name: str) -> None:
+        self.id, self.name = agent_id, name
 
 
 def _round_create(topic: Topic, round_no: int) -> tuple[Round, Event]:
@@ -225,34 +248,109 @@ def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
 
 
-def topic_lock_agents(topic: Topic) -> dict[str, Any]:
-    """Lock the agents in the topic's camps, in key order (so two topics sharing agents cannot deadlock).
+# (camp, seat) → the seated agent's id: what ``topic_lock_agents`` returns, and what the ratings rate.
+Seats = dict[tuple[str, int], Any]
 
-    Before anything inserts a row that refers to them: a foreign key's check
-    takes a shared lock on the agent's row, and two transactions that then
-    both want it exclusively deadlock. One query, held or not; returns each
-    camp's agent id.
+
+def topic_lock_agents(topic: Topic) -> Seats:
+    """Lock the agents in the topic's seats (debaters and every judge), in key order.
+
+    Key order, so two topics sharing agents cannot deadlock; before anything
+    inserts a row that refers to them (a ballot, the verdict): a foreign key's
+    check takes a shared lock on the agent's row, and two transactions that
+    then both want it exclusively deadlock. The lock order of a completion is
+    the topic, then these agents, then the rating ledger in share mode
+    (``ratings.topic_record_rating``). One query; returns each seat's agent id.
     """
     locked = Agent.objects.select_for_update().filter(camps__topic=topic).order_by("pk")
-    return {camp: agent_id for agent_id, camp in locked.values_list("pk", "camps__camp")}
+    return {(camp, seat): pk for pk, camp, seat in locked.values_list("pk", "camps__camp", "camps__seat")}
 
 
-def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
-    """Complete the topic with ``verdict``; ``camps``: what the caller's ``topic_lock_agents`` returned, if it did."""
-    _change_status(
-        topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
-    )
+def _ballots(topic: Topic) -> list[Ballot]:
+    return list(Ballot.objects.filter(topic=topic).select_related("judge", "seat").order_by("seat__seat"))
+
+
+def topic_record_ballot(topic: Topic, *, ballot: Ballot, now: datetime, seats: Seats) -> Verdict | None:
+    """A judge's ballot is in (``services.verdict_create`` wrote it): ``ballot_posted``, and the verdict once every
+    seat has voted. ``seats``: what the caller's ``topic_lock_agents`` returned before it wrote the ballot.
+    Returns the topic's verdict when this ballot completed the topic."""
+    if topic.status != S.JUDGING:
+        raise TransitionError(f"topic {topic.pk}: ballots are cast while judging, not {topic.status}")
+    ballots = _ballots(topic)  # exact: ballots are only written under the topic's lock, which the caller holds
+    if topic.is_panel:
+        # Who voted and how many, not how: a panel's ballots stay sealed until the topic completes.
+        # (A single judge's ballot is the verdict: its verdict_posted follows at once, as before panels.)
+        posted = {"seat": ballot.seat.seat, "judge": agent_ref(ballot.judge), "ballots": len(ballots)}
+        posted |= {"of": topic.judge_count, "created_at": timestamp(ballot.created_at)}
+        topic_append_events(topic, [(EventKind.BALLOT_POSTED, posted)])
+    if len(ballots) < topic.judge_count:
+        return None
+    return _decide(topic, ballots, now=now, reason="verdict accepted", seats=seats)
+
+
+def _decide(topic: Topic, ballots: list[Ballot], *, now: datetime, reason: str, seats: Seats | None = None) -> Verdict:
+    """Write the topic's verdict from ``ballots`` (``topics.panels``) and complete the topic."""
+    # Before the verdict's foreign key touches the first judge's row; the API's caller took them already.
+    seats = seats or topic_lock_agents(topic)
+    schema = topic.verdict_schema.schema
+    outcomes = [verdict_outcome(schema, b.verdict) for b in ballots]
+    # A panel's schema has an outcome (Topic.clean); a single judge's may not, and then there is no split.
+    result = panels.decide(outcomes) if topic.is_panel or None not in outcomes else None
+    fields: dict[str, Any] = {"split": result.split, "tally": result.tally} if result else {}
+    if not topic.is_panel:
+        [ballot] = ballots
+        fields |= {"judge": ballot.judge, "verdict": ballot.verdict, "rationale": ballot.rationale}
+    else:
+        described = "no majority: a draw" if result.tally[result.outcome] * 2 <= len(ballots) else result.outcome
+        fields |= {
+            "judge_id": seats[(CampName.JUDGE, 0)],
+            "verdict": verdict_of_outcome(schema, result.outcome) or {"outcome": result.outcome},
+            "rationale": f"{len(ballots)} of {topic.judge_count} judges voted, {result.split}: {described}.",
+        }
+    verdict = Verdict.objects.create(topic=topic, **fields)
+    topic_complete(topic, verdict=verdict, now=now, ballots=ballots, reason=reason, seats=seats)
+    return verdict
+
+
+def topic_complete(
+    topic: Topic,
+    *,
+    verdict: Verdict,
+    now: datetime,
+    ballots: list[Ballot] | None = None,
+    reason: str = "",
+    seats: Seats | None = None,
+) -> None:
+    """judging → completed with ``verdict`` (already written); ``ballots`` default to the topic's stored ones;
+    ``seats``: what the caller's ``topic_lock_agents`` returned, if it did."""
+    ballots = _ballots(topic) if ballots is None else ballots
+    events: list[Event] = [(EventKind.VERDICT_POSTED, verdict_data(verdict, ballots))]
+    if topic.blind_judging:
+        # The reveal: the stream showed the debaters masked until now.
+        debaters = Camp.objects.filter(topic=topic, camp__in=(CampName.PRO, CampName.CON)).select_related("agent")
+        events.append((EventKind.IDENTITIES_REVEALED, {c.camp: agent_ref(c.agent) for c in debaters}))
+    _change_status(topic, S.COMPLETED, reason=reason or "verdict accepted", events=events)
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
     # The agents' locks order rating changes among completions that share an agent.
-    camps = camps or topic_lock_agents(topic)
-    ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
+    seats = seats or topic_lock_agents(topic)
+    ratings.topic_record_rating(topic, verdict=verdict, seats=seats, now=now, ballots=ballots)
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
 def topic_expire_verdict(topic: Topic, *, now: datetime) -> None:
+    """At ``verdict_due_at``: a quorum of ballots (a majority of the seats) decides; fewer cancel the topic."""
     if topic.status != S.JUDGING:
         raise TransitionError(f"topic {topic.pk}: no verdict deadline applies in {topic.status}")
-    _cancel(topic, f"no verdict by {timestamp(topic.verdict_due_at)}", now=now)
+    due = timestamp(topic.verdict_due_at)
+    ballots = _ballots(topic) if topic.is_panel else []
+    if topic.is_panel and len(ballots) >= topic.ballot_quorum:
+        _decide(topic, ballots, now=now, reason=f"verdict due by {due}: {len(ballots)} of {topic.judge_count} ballots")
+        return
+    if topic.is_panel:
+        reason = f"no verdict by {due}: {len(ballots)} of {topic.judge_count} ballots, {topic.ballot_quorum} needed"
+    else:
+        reason = f"no verdict by {due}"
+    _cancel(topic, reason, now=now)
 
 
 def topic_cancel(topic: Topic, *, reason: str, now: datetime) -> None:

@@ -43,6 +43,7 @@ from topics.api.serializers import (
     AgentPublicOut,
     ArgumentIn,
     ArgumentOut,
+    BallotOut,
     MeOut,
     RankedAgentOut,
     SignupIn,
@@ -202,7 +203,7 @@ class TopicViewSet(viewsets.GenericViewSet):
         query = TranscriptQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         arguments = selectors.transcript(topic=topic, round_no=query.validated_data.get("round"))
-        return Response(ArgumentOut(arguments, many=True).data)
+        return Response(ArgumentOut(arguments, many=True, context={"topic": topic}).data)
 
     @extend_schema(
         operation_id="arguments_create",
@@ -229,13 +230,13 @@ class TopicViewSet(viewsets.GenericViewSet):
         argument = services.argument_create(topic_id=_topic_id(pk), agent=request.user, content=body["content"])
         # The event's payload is exactly ArgumentOut's shape (tests hold them equal) and costs
         # nothing more to reuse; a ModelSerializer here was a measurable share of the write path.
-        return Response(argument_data(argument), status=status.HTTP_201_CREATED)
+        return Response(argument_data(argument, argument.topic), status=status.HTTP_201_CREATED)
 
     # --- verdict -------------------------------------------------------------
 
     @extend_schema(
         operation_id="verdict_retrieve",
-        summary="The verdict, once the judge has posted it",
+        summary="The verdict once the topic is decided, with every ballot and the panel's split",
         responses={
             200: VerdictOut,
             404: error_response_doc("`not_found`: no such topic, or no verdict yet."),
@@ -248,11 +249,11 @@ class TopicViewSet(viewsets.GenericViewSet):
         verdict = selectors.verdict_for(topic=topic)
         if verdict is None:
             raise VerdictNotFound()
-        return Response(VerdictOut(verdict).data)
+        return Response(VerdictOut(verdict, context={"ballots": selectors.ballots_for(topic=topic)}).data)
 
     @extend_schema(
         operation_id="verdict_create",
-        summary="Post the verdict (judge only); the topic becomes completed",
+        summary="Post your ballot (seated judges only); the topic completes when every seat has voted",
         request=VerdictIn,
         examples=[
             OpenApiExample(
@@ -262,13 +263,14 @@ class TopicViewSet(viewsets.GenericViewSet):
             )
         ],
         responses={
-            201: VerdictOut,
+            201: BallotOut,
             **AUTH_REQUIRED,
-            403: error_response_doc("`not_the_judge`: only this topic's judge may post the verdict."),
+            403: error_response_doc("`not_the_judge`: only this topic's seated judges may post a ballot."),
             **NOT_FOUND,
             **WRITE_ERRORS,
             409: error_response_doc(
-                "`verdict_exists`, or `verdict_not_open` (before debate_end_at, after the deadline, finished)."
+                "`verdict_exists` (your ballot is in, or the topic is decided), or `verdict_not_open` "
+                "(before debate_end_at, after the deadline, finished)."
             ),
             **NOT_ACCEPTABLE,
             **UNAVAILABLE,
@@ -279,13 +281,13 @@ class TopicViewSet(viewsets.GenericViewSet):
         topic = self._topic_for_caller(request, pk)
         body = VerdictIn(data=request.data, context={"schema": topic.verdict_schema.schema})
         body.is_valid(raise_exception=True)
-        verdict = services.verdict_create(
+        ballot = services.verdict_create(
             topic_id=topic.pk,
             judge=request.user,
             verdict=body.validated_data["verdict"],
             rationale=body.validated_data["rationale"],
         )
-        return Response(VerdictOut(verdict).data, status=status.HTTP_201_CREATED)
+        return Response(BallotOut(ballot).data, status=status.HTTP_201_CREATED)
 
 
 class MeView(APIView):
