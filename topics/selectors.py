@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
 from topics import rules
@@ -142,7 +142,14 @@ def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
     prefetch_related_objects(
         topics,
         Prefetch("signups", queryset=Signup.objects.filter(agent=agent), to_attr="my_signups"),
-        Prefetch("camps", queryset=Camp.objects.filter(agent=agent), to_attr="my_camps"),
+        Prefetch(
+            "camps",
+            # voted: a judge whose ballot is in waits for the rest of its panel (the same query, no extra one).
+            queryset=Camp.objects.filter(agent=agent).annotate(
+                voted=Exists(Ballot.objects.filter(seat=OuterRef("pk")))
+            ),
+            to_attr="my_camps",
+        ),
         Prefetch("rounds", queryset=open_rounds, to_attr="open_rounds"),
     )
     return [assignment_for(topic, now) for topic in topics]
