@@ -224,7 +224,8 @@ def topic_record_rating(
         else []
     )
     _apply(standings[pro], standings[con], standings[judge], outcome, now, [(standings[j], o) for j, o in panel])
-    _save(standings, rows)
+    # Seated judges who did not vote took no part: nothing of theirs is written.
+    _save({pk: s for pk, s in standings.items() if s.updated_at is not None or pk in rows}, rows)
     return RatedOutcome.objects.create(
         topic=topic,
         pro_id=pro,
@@ -270,12 +271,14 @@ def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | Non
     for seq, pro, con, judge, outcome, panel, completed_at in rows:
         # The panel's ids are stored as 32 hex digits, the same text the Cast gives on SQLite and MySQL.
         voters = [(j, o) for j, o in panel or []]
-        for agent_id in (pro, con, judge, *(j for j, _ in voters)):
+        for agent_id in (pro, con, *(j for j, _ in voters)):
             standings.setdefault(agent_id, Standing())
+        # A panel counts its voters only: the first seat may not have voted (decided at the deadline).
+        first_judge = standings.setdefault(judge, Standing()) if not voters else Standing()
         _apply(
             standings[pro],
             standings[con],
-            standings[judge],
+            first_judge,
             outcome,
             completed_at,
             [(standings[j], o) for j, o in voters],
