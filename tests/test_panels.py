@@ -166,6 +166,24 @@ def test_a_panel_rates_its_debaters_once_and_records_each_judges_agreement(now):
     assert {r.agent_id: ratings.Standing.of(r).values() for r in AgentRating.objects.all()} == before
 
 
+def test_the_rebuild_knows_a_panel_judge_who_also_debates(now):
+    # The log holds a debater's id as its column's text (dashed on MariaDB's native uuid, hex elsewhere)
+    # and a panel's judges as hex: the rebuild must see one agent, not two.
+    panel = stage_topic("judging", now=now, judge_count=3, seed=1)
+    for seat, winner in enumerate(("pro", "con", "pro")):
+        assert ballot(panel, seat, winner).status_code == 201
+    judge = panel.judges[1]
+    debate = stage_topic("judging", now=now, seed=2, players={"pro": judge, "con": player(), "judge": player()})
+    body = {"verdict": {"winner": "pro"}, "rationale": "r"}
+    assert debate.judge.client().post(f"/api/topics/{debate.topic.pk}/verdict/", body, format="json").status_code == 201
+    row = AgentRating.objects.get(agent=judge.agent)
+    assert (row.games, row.wins, row.judged, row.panel_ballots, row.agreed) == (1, 1, 1, 1, 0)
+    before = {r.agent_id: ratings.Standing.of(r).values() for r in AgentRating.objects.all()}
+    report = ratings.ratings_rebuild()
+    assert (report.agents, report.changed) == (len(before), 0)
+    assert {r.agent_id: ratings.Standing.of(r).values() for r in AgentRating.objects.all()} == before
+
+
 def test_a_single_judge_has_no_agreement(now):
     staged = stage_topic("judging", now=now)
     body = {"verdict": {"winner": "pro"}, "rationale": "r"}

@@ -255,10 +255,24 @@ class RebuildReport:
     changed: int  # rows whose stored values differed from the replay (0 when nothing drifted)
 
 
-def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | None, chunk: int) -> tuple[int, int]:
+def _agent_key(text: str, spellings: dict[str, str]) -> str:
+    """One spelling per agent id, 32 hex digits, whichever a row gave: parsed once per spelling, not per outcome.
+
+    The Cast gives hex on SQLite and on MySQL's char(32), the dashed form on
+    MariaDB's native uuid column; a panel's ballots are stored as hex.
+    """
+    key = spellings.get(text)
+    if key is None:
+        key = spellings[text] = uuid.UUID(text).hex
+    return key
+
+
+def _replay_chunk(
+    standings: dict[Any, Standing], *, after: int, upto: int | None, chunk: int, spellings: dict[str, str]
+) -> tuple[int, int]:
     """Apply up to ``chunk`` outcomes with ``after`` < seq <= ``upto`` (one query); returns (last seq, how many)."""
     # The ids as the column's text: converting three UUIDs per outcome was most of the read's cost
-    # (4.5 s of 5.4 s for 20,000 outcomes); ratings_rebuild converts once per agent instead.
+    # (4.5 s of 5.4 s for 20,000 outcomes); ``_agent_key`` converts once per agent instead.
     log = RatedOutcome.objects.filter(seq__gt=after)
     if upto is not None:
         log = log.filter(seq__lte=upto)
@@ -268,13 +282,13 @@ def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | Non
         .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "panel", "completed_at")[:chunk]
     )
     last, count = after, 0
-    for seq, pro, con, judge, outcome, panel, completed_at in rows:
-        # The panel's ids are stored as 32 hex digits, the same text the Cast gives on SQLite and MySQL.
-        voters = [(j, o) for j, o in panel or []]
+    for seq, pro_text, con_text, judge_text, outcome, panel, completed_at in rows:
+        pro, con = _agent_key(pro_text, spellings), _agent_key(con_text, spellings)
+        voters = [(_agent_key(j, spellings), o) for j, o in panel or []]
         for agent_id in (pro, con, *(j for j, _ in voters)):
             standings.setdefault(agent_id, Standing())
         # A panel counts its voters only: the first seat may not have voted (decided at the deadline).
-        first_judge = standings.setdefault(judge, Standing()) if not voters else Standing()
+        first_judge = standings.setdefault(_agent_key(judge_text, spellings), Standing()) if not voters else Standing()
         _apply(
             standings[pro],
             standings[con],
@@ -296,9 +310,9 @@ def _replay(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Apply the log after ``after`` (up to ``upto``), chunk by chunk (keyset on seq: memory is one chunk)."""
-    last, total = after, 0
+    last, total, spellings = after, 0, {}
     while True:
-        last, applied = _replay_chunk(standings, after=last, upto=upto, chunk=chunk)
+        last, applied = _replay_chunk(standings, after=last, upto=upto, chunk=chunk, spellings=spellings)
         total += applied
         if progress and applied:
             progress(total)
