@@ -32,7 +32,6 @@ from topics.models import (
     Topic,
     TopicEvent,
     TopicStatus,
-    Verdict,
     VerdictSchema,
 )
 
