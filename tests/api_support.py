@@ -144,6 +144,7 @@ def _stage(
     verdict_schema: VerdictSchema | None = None,
     judge_count: int = 1,
     blind_judging: bool = False,
+    extra_judges: list[Player] | None = None,
 ) -> Staged:
     assert stage in STAGES, stage
     times = _timeline(stage, now)
@@ -167,7 +168,8 @@ def _stage(
         return staged
     # Given players (a tournament among the same agents) or three new ones.
     volunteers = players or {camp: player() for camp in ("pro", "con", "judge")}
-    extra_judges = [player() for _ in range(judge_count - 1)]
+    # Given judges for the seats after the first (agents shared among panels), or new ones.
+    extra_judges = extra_judges if extra_judges is not None else [player() for _ in range(judge_count - 1)]
     Signup.objects.bulk_create(
         [Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()]
         + [Signup(topic=topic, agent=p.agent, camp="judge") for p in extra_judges]
