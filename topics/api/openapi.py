@@ -94,7 +94,11 @@ EVENT_STREAM_OPERATION: dict[str, Any] = {
     "description": (
         "A `text/event-stream`: each TopicEvent as `id: <seq>`, `event: <kind>`, `data: <json>`; "
         "a comment line every 15 s; the stream ends after the topic's terminal event. "
-        "Resume with `Last-Event-ID: N` or `?after=N` to get every event after N, none twice."
+        "Resume with `Last-Event-ID: N` or `?after=N` to get every event after N, none twice. "
+        "Kinds: `status_changed`, `camps_allocated`, `round_opened`, `round_closed`, `argument_posted`, "
+        "`ballot_posted` (a panel judge voted: seat, judge, ballots so far, of; never how), `verdict_posted` "
+        "(with every ballot and the split), `identities_revealed` (a blind topic's debaters, at completion), "
+        '`topic_cancelled`. On a blind topic the debaters read `{"id": null, "name": "pro"}` until then.'
     ),
     "tags": ["topics"],
     "parameters": [

@@ -238,7 +238,9 @@ class TopicOut(serializers.ModelSerializer):
 
 
 class ArgumentOut(serializers.ModelSerializer):
-    """Needs ``context["topic"]``: the arguments' topic, which decides whether the debaters are masked."""
+    """An argument; on a blind topic its debater reads ``{"id": null, "name": "<camp>"}`` until completion."""
+
+    # Needs context["topic"]: the arguments' topic, which decides whether the debaters are masked.
 
     round_no = serializers.IntegerField(source="round.round_no")
     agent = serializers.SerializerMethodField()
@@ -266,7 +268,9 @@ class BallotOut(serializers.ModelSerializer):
 
 
 class VerdictOut(serializers.ModelSerializer):
-    """Needs ``context["ballots"]``: the topic's ballots in seat order."""
+    """The topic's decision: a single judge's verdict, or a panel's majority, with every ballot and the split."""
+
+    # Needs context["ballots"]: the topic's ballots in seat order.
 
     judge = AgentOut(help_text="The judge; for a panel, the first seat.")
     verdict = serializers.JSONField(
