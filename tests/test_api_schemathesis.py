@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 
 from dialectic.wsgi import application
 from tests.api_support import STAGES, player, stage_topic
+from topics import services
 from topics.tokens import tokens_revoke
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +111,13 @@ def world(settings, keep_connection):
     staged = [stage_topic(stage, now=now, seed=i) for i, stage in enumerate(STAGES)]
     staged.append(stage_topic("debating", now=now, visibility="private", max_arguments_per_round=3))
     staged.append(stage_topic("judging", now=now, visibility="private"))
+    # Panels and blind judging: masked debaters (a null id), a panel awaiting ballots, a decided one with its split.
+    staged.append(stage_topic("debating", now=now, judge_count=3, blind_judging=True, seed=20))
+    panel = stage_topic("judging", now=now, judge_count=3, blind_judging=True, seed=21)
+    decided = stage_topic("judging", now=now, judge_count=3, seed=22)
+    for judge, winner in zip(decided.judges, ("pro", "con", "pro"), strict=True):
+        services.verdict_create(topic_id=decided.topic.pk, judge=judge.agent, verdict={"winner": winner}, rationale="r")
+    staged += [panel, decided]
     debate = staged[STAGES.index("debating")]
     revoked = player()
     tokens_revoke(agent=revoked.agent)
@@ -118,6 +126,7 @@ def world(settings, keep_connection):
         "pro": debate.pro.token,
         "con": debate.con.token,
         "judge": staged[STAGES.index("judging")].judge.token,
+        "panel_judge": panel.judges[1].token,
         "outsider": player().token,
         "revoked": revoked.token,
     }
