@@ -28,6 +28,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -52,6 +53,11 @@ CHECKS = [
 EXAMPLES = 12
 MIN_REQUESTS = 1000
 SKIPPED_OPERATIONS = {"topics_events"}  # an endless stream; tests/test_sse_* cover it
+# A verdict is valid against its own topic's verdict schema, which no single document can state: a body the
+# document allows (any JSON object) is refused with a 400 field error when that schema, or the text rules
+# for every string in it, say no. Every other check still applies to it.
+UNDOCUMENTABLE = {"verdict_create": [positive_data_acceptance]}
+PANEL_OPERATIONS = {"topics_retrieve", "arguments_list", "verdict_retrieve", "verdict_create"}
 
 UTF8 = ["utf-8", "UTF-8", "utf8", '"utf-8"', "Utf-8"]
 CHARSETS = ["latin-1", "utf-16", "utf-32", "cp500", "utf-7", "idna", "punycode", "bogus", "", '"', "x" * 300]
@@ -112,12 +118,13 @@ def world(settings, keep_connection):
     staged.append(stage_topic("debating", now=now, visibility="private", max_arguments_per_round=3))
     staged.append(stage_topic("judging", now=now, visibility="private"))
     # Panels and blind judging: masked debaters (a null id), a panel awaiting ballots, a decided one with its split.
-    staged.append(stage_topic("debating", now=now, judge_count=3, blind_judging=True, seed=20))
+    # (Sent to the reads and the verdict only: signups and arguments would just meet more 409s there, and
+    # take draws from the topics where writes succeed.)
+    blind = stage_topic("debating", now=now, judge_count=3, blind_judging=True, seed=20)
     panel = stage_topic("judging", now=now, judge_count=3, blind_judging=True, seed=21)
     decided = stage_topic("judging", now=now, judge_count=3, seed=22)
     for judge, winner in zip(decided.judges, ("pro", "con", "pro"), strict=True):
         services.verdict_create(topic_id=decided.topic.pk, judge=judge.agent, verdict={"winner": winner}, rationale="r")
-    staged += [panel, decided]
     debate = staged[STAGES.index("debating")]
     revoked = player()
     tokens_revoke(agent=revoked.agent)
@@ -130,11 +137,11 @@ def world(settings, keep_connection):
         "outsider": player().token,
         "revoked": revoked.token,
     }
-    return [str(s.topic.pk) for s in staged], callers
+    return [str(s.topic.pk) for s in staged], [str(s.topic.pk) for s in (blind, panel, decided)], callers
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violations(world):
-    topic_ids, callers = world
+    topic_ids, panel_ids, callers = world
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
     operations = [result.ok() for result in schema.get_all_operations()]
     operations = [op for op in operations if op.definition.raw.get("operationId") not in SKIPPED_OPERATIONS]
@@ -144,6 +151,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violations(world):
     rng = random.Random(12)
 
     for operation in operations:
+        operation_id = operation.definition.raw.get("operationId")
         has_id = "{id}" in operation.path
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for caller, token in callers.items():
@@ -164,7 +172,8 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violations(world):
                     # Generated ids only ever find 404s; real topics reach the gates, the bodies and the writes
                     # (in negative mode schemathesis then makes the body or the query invalid instead).
                     strategies += [
-                        operation.as_strategy(mode, headers=headers(), path_parameters={"id": tid}) for tid in topic_ids
+                        operation.as_strategy(mode, headers=headers(), path_parameters={"id": tid})
+                        for tid in topic_ids + (panel_ids if operation_id in PANEL_OPERATIONS else [])
                     ]
 
                 @hypothesis.settings(
@@ -177,7 +186,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violations(world):
                 )
                 @given(case=st.one_of(strategies))
                 def run(case):
-                    response = case.call_and_validate(additional_checks=CHECKS)
+                    response = case.call_and_validate(
+                        additional_checks=CHECKS, excluded_checks=UNDOCUMENTABLE.get(operation_id, [])
+                    )
                     sent[response.status_code] = sent.get(response.status_code, 0) + 1
 
                 try:
