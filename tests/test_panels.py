@@ -192,6 +192,11 @@ def test_a_single_judge_has_no_agreement(now):
     assert (row.judged, row.panel_ballots) == (1, 0)
     assert ratings.record_view(row)["agreement"] is None
     assert RatedOutcome.objects.get(topic=staged.topic).panel == []
+    # A single judge's verdict reads as a panel of one: its ballot, the split "1-0".
+    shown = client().get(f"/api/topics/{staged.topic.pk}/verdict/").json()
+    assert (shown["split"], shown["tally"]) == ("1-0", {"pro": 1, "con": 0, "draw": 0})
+    assert [b["judge"]["id"] for b in shown["ballots"]] == [str(staged.judge.agent.pk)]
+    assert shown["verdict"] == {"winner": "pro"} and shown["rationale"] == "r"
 
 
 # --- the deadline, with time travel --------------------------------------------------------------
