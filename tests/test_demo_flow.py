@@ -10,7 +10,10 @@ about fifteen seconds.
 from __future__ import annotations
 
 import io
+import runpy
+from pathlib import Path
 
+import httpx
 import pytest
 from django.core.management import call_command
 
@@ -109,12 +112,17 @@ def test_five_reference_agents_complete_a_blind_panel(tmp_path, winner_schema):
         except AssertionError:
             pytest.fail(f"topic not finished\n{stack.logs()}")
         codes = [agent.wait(timeout=20) for agent in agents]
+        # make demo's summary of a finished topic copes with a panel (camps.judges is a list).
+        render = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "demo.py"))["render"]
+        summary = render(stack.base_url, httpx.get(f"{stack.base_url}/api/topics/{topic_id}/", timeout=5).json())
 
     topic = Topic.objects.get(pk=topic_id)
     assert topic.status == TopicStatus.COMPLETED, f"{topic.cancelled_reason}\n{stack.logs()}"
     assert codes == [0] * len(agents), stack.logs()
     judges = Camp.objects.filter(topic=topic, camp="judge").values_list("agent__name", flat=True)
     assert sorted(judges) == [f"panel-{n}-judge" for n in (2, 3, 4)]
+    assert all(f"judge=panel-{n}-judge" in summary for n in (2, 3, 4)), summary
+    assert "pro=panel-0-pro" in summary and "con=panel-1-con" in summary, summary
     assert Argument.objects.filter(topic=topic).count() == 4
     # Every judge voted: the panel completed on its last ballot, not at the deadline.
     assert topic.ballots.count() == 3
