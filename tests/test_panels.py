@@ -10,6 +10,7 @@ import pytest
 import time_machine
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
+from django.db.models import RestrictedError
 from django.utils import timezone
 
 from orchestrator.ticker import Ticker
@@ -286,6 +287,16 @@ def test_the_database_holds_one_ballot_per_seat_and_one_seat_per_agent(now):
         Camp.objects.create(topic=staged.topic, camp="pro", seat=1, agent=player().agent)
     with pytest.raises(IntegrityError), transaction.atomic():
         Topic.objects.filter(pk=staged.topic.pk).update(judge_count=4)
+
+
+def test_a_voted_seat_stays_while_its_topic_can_still_be_deleted(now):
+    staged = stage_topic("judging", now=now, judge_count=3, visibility="private")  # private: no rated outcome
+    assert ballot(staged, 1, "pro").status_code == 201
+    seat = Camp.objects.get(topic=staged.topic, camp="judge", seat=1)
+    with pytest.raises(RestrictedError):
+        seat.delete()
+    Topic.objects.filter(pk=staged.topic.pk).delete()  # what the benchmarks' cleanup does
+    assert not Ballot.objects.exists() and not Camp.objects.filter(pk=seat.pk).exists()
 
 
 def test_a_panel_needs_a_schema_with_an_outcome(make_topic):

@@ -343,8 +343,9 @@ class Ballot(models.Model):
     """One judge seat's vote; the topic's ``Verdict`` is written from the ballots when the panel is done."""
 
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="ballots")
-    # One ballot per seat, and (through the seat's own constraint) per judge.
-    seat = models.OneToOneField(Camp, on_delete=models.PROTECT, related_name="ballot")
+    # One ballot per seat, and (through the seat's own constraint) per judge. RESTRICT: a seat with a ballot
+    # cannot be deleted on its own, but its topic's delete takes both (PROTECT refused any voted topic's).
+    seat = models.OneToOneField(Camp, on_delete=models.RESTRICT, related_name="ballot")
     judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="ballots")
     verdict = models.JSONField()
     rationale = models.TextField()

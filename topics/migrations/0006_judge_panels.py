@@ -153,7 +153,7 @@ class Migration(migrations.Migration):
             model_name="ballot",
             name="seat",
             field=models.OneToOneField(
-                on_delete=django.db.models.deletion.PROTECT, related_name="ballot", to="topics.camp"
+                on_delete=django.db.models.deletion.RESTRICT, related_name="ballot", to="topics.camp"
             ),
         ),
         migrations.AddField(
