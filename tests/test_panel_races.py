@@ -106,8 +106,8 @@ def test_the_last_ballots_racing_the_deadline_complete_the_topic_once():
         # The deadline a moment from now, once the first two ballots are in.
         due = timezone.now() + timedelta(milliseconds=300)
         Topic.objects.filter(pk=staged.topic.pk).update(verdict_due_at=due)
-        # Spread the late ballots around the deadline, differently each round (a ballot takes some
-        # 20-60 ms to reach the topic's lock through the API).
+        # Spread the late ballots around the deadline, differently each round, mostly before it: a ballot
+        # takes tens of milliseconds through the API to reach the topic's lock.
         spread = random.Random(i)
         offsets = [spread.uniform(-0.2, 0.03) for _ in range(3)]
         ticker = Ticker(rng=random.Random(i), interval=timedelta(milliseconds=10))
