@@ -58,10 +58,22 @@ def setup() -> None:
 
 def reset() -> None:
     """No topics, outcomes or ratings left (the agents stay)."""
-    from topics.models import AgentRating, Argument, Camp, RatedOutcome, RatingLedger, Round, Topic, TopicEvent, Verdict
+    from topics.models import (
+        AgentRating,
+        Argument,
+        Ballot,
+        Camp,
+        RatedOutcome,
+        RatingLedger,
+        Round,
+        Topic,
+        TopicEvent,
+        Verdict,
+    )
 
     # Leaves first, each one DELETE; the topics' own delete then finds nothing left to cascade to.
-    for model in (RatedOutcome, AgentRating, TopicEvent, Verdict, Argument, Round, Camp, Topic):
+    # Ballots before the seats (Camp) they protect.
+    for model in (RatedOutcome, AgentRating, TopicEvent, Verdict, Ballot, Argument, Round, Camp, Topic):
         model.objects.all().delete()
     RatingLedger.objects.get_or_create(pk=1)
 

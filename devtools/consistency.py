@@ -66,7 +66,7 @@ def problems(rows: TopicRows, *, fabric: bool) -> list[str]:
     if S.SIGNUP_CLOSED in path:
         if len(allocated) != 1 or len(rows.camps) != 3:
             found.append(f"{len(allocated)} camps_allocated events, {len(rows.camps)} camps")
-        elif {camp: agent["id"] for camp, agent in allocated[0].items()} != rows.camps:
+        elif {camp: agent["id"] for camp, agent in allocated[0].items() if camp != "judges"} != rows.camps:
             found.append("camps_allocated event disagrees with the camps")
         elif len(set(rows.camps.values())) != 3:
             found.append("an agent sits in two camps")

@@ -9,8 +9,11 @@ It needs only ``requests``. Given a server's base URL and an agent token
 3. on ``argue`` (it is pro or con, and a round is open) posts an argument, at
    most ``--arguments-per-round`` per round and never past the topic's
    ``max_arguments_per_round`` for its camp;
-4. on ``judge`` (it is the judge, and the debate is over) reads the transcript
+4. on ``judge`` (it is a judge, and the debate is over) reads the transcript
    and posts a verdict that is valid against the topic's ``verdict_schema``.
+   A judge on a panel (``judge_count`` 3, 5 or 7) does exactly the same: its
+   verdict is its ballot, and the panel's majority decides. On a blind topic
+   the transcript names the debaters by camp only, which is all it uses.
 
 Errors follow the server's contract (docs/agent-guide.md):
 401 stops the agent with a message, 429 waits for ``Retry-After``, 5xx and
@@ -501,7 +504,8 @@ class Agent:
             return
         reply = self.api.post_verdict(topic_id, verdict, rationale)
         if reply.status == 201:
-            self.log(f"judged {topic['title']!r}: {verdict}")
+            what = "ballot on" if topic.get("judge_count", 1) > 1 else "judged"
+            self.log(f"{what} {topic['title']!r}: {verdict}")
         elif reply.code == "verdict_not_open":
             return  # our clock ran a little ahead of the server's: try again next pass
         elif reply.code != "verdict_exists":

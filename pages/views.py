@@ -26,7 +26,7 @@ from topics import ratings, selectors
 from topics.errors import AgentNotFound, TopicNotFound
 from topics.models import AgentRating, Camp, Topic, TopicStatus
 from topics.outcomes import verdict_outcome
-from topics.representations import agent_ref
+from topics.representations import agent_ref, debater_ref
 
 S = TopicStatus
 # How many topics each group of the index lists.
@@ -80,17 +80,26 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def _camps(topic) -> list[dict[str, Any]]:
-    """pro, con and judge with their agents (as shown) and the debaters' ratings: one query for the ratings."""
-    camps = {c.camp: c.agent for c in topic.camps.all()}
-    rows = {r.agent_id: r for r in AgentRating.objects.filter(agent_id__in=[a.pk for a in camps.values()])}
+    """pro, con and every judge seat with their agents (as shown) and the debaters' ratings: one query for those.
+
+    A debater a blind topic masks shows neither name nor rating: a rating would name it as surely.
+    """
+    seats = sorted(topic.camps.all(), key=lambda c: (c.camp != "pro", c.camp != "con", c.seat))
+    by_camp = {(c.camp, c.seat): c.agent for c in seats}
+    rows = {r.agent_id: r for r in AgentRating.objects.filter(agent_id__in=[c.agent_id for c in seats])}
+    panel = topic.judge_count > 1
+    wanted = [("pro", 0, "Pro"), ("con", 0, "Con")]
+    wanted += [("judge", n, f"Judge {n + 1}" if panel else "Judge") for n in range(topic.judge_count)]
     result = []
-    for camp, label in (("pro", "Pro"), ("con", "Con"), ("judge", "Judge")):
-        agent = camps.get(camp)
-        entry: dict[str, Any] = {"camp": camp, "label": label, "agent": agent_ref(agent) if agent else None}
+    for camp, seat, label in wanted:
+        agent = by_camp.get((camp, seat))
+        entry: dict[str, Any] = {"camp": camp, "label": label, "agent": None}
         if agent is not None:
-            row = rows.get(agent.pk)
-            entry["rating"] = ratings.rating_view(row)
-            entry["record"] = ratings.record_view(row)
+            entry["agent"] = debater_ref(topic, agent, camp)
+            if entry["agent"]["id"] is not None:
+                row = rows.get(agent.pk)
+                entry["rating"] = ratings.rating_view(row)
+                entry["record"] = ratings.record_view(row)
         result.append(entry)
     return result
 
@@ -112,12 +121,19 @@ def _verdict(topic) -> dict[str, Any] | None:
     verdict = selectors.verdict_by_topic(topic_id=topic.pk)
     if verdict is None:
         return None
+    schema = topic.verdict_schema.schema
+    ballots = selectors.ballots_for(topic_id=topic.pk) if topic.judge_count > 1 else []
     return {
         "judge": agent_ref(verdict.judge),
-        "outcome": verdict_outcome(topic.verdict_schema.schema, verdict.verdict),
+        "outcome": verdict_outcome(schema, verdict.verdict),
         "fields": [(key, _text(value)) for key, value in sorted(verdict.verdict.items())],
         "rationale": verdict.rationale,
         "created_at": verdict.created_at,
+        "split": verdict.split if ballots else "",
+        "ballots": [
+            {"judge": agent_ref(b.judge), "outcome": verdict_outcome(schema, b.verdict), "rationale": b.rationale}
+            for b in ballots
+        ],
     }
 
 
@@ -170,7 +186,7 @@ def argument(request: HttpRequest, topic_id: str, argument_id: str) -> HttpRespo
     one = selectors.transcript(topic=found).filter(pk=_uuid(argument_id)).first()
     if one is None:
         raise Http404()
-    response = _page(request, "pages/_argument.html", {"argument": one})
+    response = _page(request, "pages/_argument.html", {"argument": one, "topic": found})
     # The text never changes; a short lifetime still lets a topic turned private drop out of caches.
     response["Cache-Control"] = "public, max-age=60"
     return response

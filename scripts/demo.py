@@ -66,7 +66,10 @@ def render(base_url: str, topic: dict) -> str:
     topic_id = topic["id"]
     lines = [f"\n=== {topic['title']} ({topic['status']})"]
     camps = topic.get("camps") or {}
-    lines.append("camps: " + ", ".join(f"{camp}={agent['name']}" for camp, agent in camps.items() if agent))
+    # "judge" is the first of "judges" (every judge seat); a blind topic's debaters read as their camp until it ends.
+    seats = [(camp, camps[camp]) for camp in ("pro", "con") if camps.get(camp)]
+    seats += [("judge", judge) for judge in camps.get("judges") or []]
+    lines.append("camps: " + ", ".join(f"{camp}={agent['name']}" for camp, agent in seats))
     for argument in requests.get(f"{base_url}/api/topics/{topic_id}/arguments/", timeout=5).json():
         lines.append(f"\n--- round {argument['round_no']} · {argument['camp']} · {argument['agent']['name']}")
         lines.append(argument["content"])

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from devtools.seeding import ensure_winner_schema
 from topics import transitions
-from topics.models import Agent, Signup, Topic, Verdict, VerdictSchema
+from topics.models import Agent, Camp, Signup, Topic, Verdict, VerdictSchema
 from topics.tokens import token_issue
 
 MINUTE = timedelta(minutes=1)
@@ -46,6 +46,7 @@ class Player:
 class Staged:
     topic: Topic
     players: dict[str, Player] = field(default_factory=dict)  # camp -> player, once allocated
+    judges: list[Player] = field(default_factory=list)  # every judge seat in seat order (players["judge"] is the first)
 
     @property
     def pro(self) -> Player:
@@ -141,6 +142,9 @@ def _stage(
     seed: int = 1,
     players: dict[str, Player] | None = None,
     verdict_schema: VerdictSchema | None = None,
+    judge_count: int = 1,
+    blind_judging: bool = False,
+    extra_judges: list[Player] | None = None,
 ) -> Staged:
     assert stage in STAGES, stage
     times = _timeline(stage, now)
@@ -152,6 +156,8 @@ def _stage(
         max_arguments_per_round=max_arguments_per_round,
         verdict_due_at=verdict_due_at,
         verdict_schema=verdict_schema or ensure_winner_schema(),
+        judge_count=judge_count,
+        blind_judging=blind_judging,
         **times,
     )
     staged = Staged(topic)
@@ -162,11 +168,20 @@ def _stage(
         return staged
     # Given players (a tournament among the same agents) or three new ones.
     volunteers = players or {camp: player() for camp in ("pro", "con", "judge")}
-    Signup.objects.bulk_create([Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()])
+    # Given judges for the seats after the first (agents shared among panels), or new ones.
+    extra_judges = extra_judges if extra_judges is not None else [player() for _ in range(judge_count - 1)]
+    Signup.objects.bulk_create(
+        [Signup(topic=topic, agent=p.agent, camp=camp) for camp, p in volunteers.items()]
+        + [Signup(topic=topic, agent=p.agent, camp="judge") for p in extra_judges]
+    )
     with transaction.atomic():
         locked = transitions.topic_lock(topic.pk)
         transitions.topic_close_signup(locked, now=times["signup_close_at"], rng=random.Random(seed))
-    staged.players = volunteers  # each volunteered for a different camp, so each got it
+    # Each volunteered for a different camp, so each got it; judge volunteers share the seats in the draw's order.
+    by_agent = {p.agent.pk: p for p in [*volunteers.values(), *extra_judges]}
+    seats = Camp.objects.filter(topic=topic, camp="judge").order_by("seat").values_list("agent_id", flat=True)
+    staged.judges = [by_agent[agent_id] for agent_id in seats]
+    staged.players = {**volunteers, "judge": staged.judges[0]}
     if stage == "signup_closed":
         return staged
     _step(topic, transitions.topic_start_debate, now=times["debate_start_at"])

@@ -26,12 +26,12 @@ from topics.models import (
     Agent,
     AgentToken,
     Argument,
+    Ballot,
     EventKind,
     Signup,
     Topic,
     TopicEvent,
     TopicStatus,
-    Verdict,
     VerdictSchema,
 )
 
@@ -165,10 +165,17 @@ def debated_topic(make_topic, make_agent, now):
     walk(topic, transitions.topic_end_debate, now=topic.debate_end_at)
     with transaction.atomic():
         locked = transitions.topic_lock(topic.pk)
-        verdict = Verdict.objects.create(
-            topic=locked, judge=agents["judge"], verdict={"winner": "con"}, rationale="Con kept the burden of proof."
+        seats = transitions.topic_lock_agents(locked)
+        ballot = Ballot.objects.create(
+            topic=locked,
+            seat=locked.camps.get(camp="judge"),
+            judge=agents["judge"],
+            verdict={"winner": "con"},
+            rationale="Con kept the burden of proof.",
         )
-        transitions.topic_complete(locked, verdict=verdict, now=topic.debate_end_at + timedelta(minutes=1))
+        transitions.topic_record_ballot(
+            locked, ballot=ballot, now=topic.debate_end_at + timedelta(minutes=1), seats=seats
+        )
     topic.refresh_from_db()
     assert topic.status == TopicStatus.COMPLETED
     return topic
@@ -312,6 +319,9 @@ def test_an_announced_topic_keeps_its_past_and_moves_only_into_the_future(staff_
         "verdict_due_at",
         "round_count",
         "max_arguments_per_round",
+        # The judging fields are fixed at allocation, not at the announcement.
+        "judge_count",
+        "blind_judging",
     }
     # Moving signup close into the past would close it retroactively: refused on that field.
     response = submit(
@@ -402,7 +412,7 @@ def test_the_topic_page_shows_signups_camps_rounds_transcript_verdict_and_events
     assert response.status_code == 200
     html = response.content.decode()
     formsets = {f.formset.prefix: f for f in response.context["inline_admin_formsets"]}
-    assert set(formsets) == {"signups", "camps", "rounds", "arguments", "verdict", "events"}
+    assert set(formsets) == {"signups", "camps", "rounds", "arguments", "verdict", "ballots", "events"}
     sizes = {prefix: len(f.formset.initial_forms) for prefix, f in formsets.items()}
     assert sizes == {
         "signups": 3,
@@ -410,6 +420,7 @@ def test_the_topic_page_shows_signups_camps_rounds_transcript_verdict_and_events
         "rounds": 2,
         "arguments": 2,
         "verdict": 1,
+        "ballots": 1,
         "events": debated_topic.event_seq,
     }
     for text in ("pro-bot", "con-bot", "judge-bot", "a polynomial parrot", "🦜", "Con kept the burden of proof."):

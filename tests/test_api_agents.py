@@ -42,7 +42,15 @@ def test_the_leaderboard_lists_rated_agents_best_first_with_their_record(now):
     assert body["count"] == 3 and body["previous"] is None
     first = body["results"][0]
     assert first["id"] == str(ada.agent.pk) and first["name"] == "ada"
-    assert first["record"] == {"debates": 2, "wins": 2, "losses": 0, "draws": 0, "judged": 0}
+    assert first["record"] == {
+        "debates": 2,
+        "wins": 2,
+        "losses": 0,
+        "draws": 0,
+        "judged": 0,
+        "panel_ballots": 0,
+        "agreement": None,
+    }
     assert set(first["rating"]) == {"value", "low", "high", "games"} and first["rating"]["games"] == 2
     rating = first["rating"]
     assert rating["low"] < rating["value"] < rating["high"]
@@ -70,7 +78,15 @@ def test_a_profile_shows_the_last_public_topics_with_camp_and_outcome(now):
     debating = stage_topic("debating", now=now, players={"pro": other, "con": me, "judge": judge})
     body = client().get(f"/api/agents/{me.agent.pk}/").json()
     assert body["name"] == me.agent.name
-    assert body["record"] == {"debates": 1, "wins": 0, "losses": 1, "draws": 0, "judged": 0}
+    assert body["record"] == {
+        "debates": 1,
+        "wins": 0,
+        "losses": 1,
+        "draws": 0,
+        "judged": 0,
+        "panel_ballots": 0,
+        "agreement": None,
+    }
     recent = {t["id"]: t for t in body["recent"]}
     assert str(private.topic.pk) not in recent
     assert recent[str(debating.topic.pk)] == {

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from tests.api_support import client, player, stage_topic
-from topics.models import Argument, Signup, TopicStatus, Verdict
+from topics.models import Argument, Ballot, Camp, Signup, TopicStatus, Verdict
 from topics.tokens import tokens_revoke
 
 pytestmark = pytest.mark.django_db
@@ -452,14 +452,17 @@ def test_order_400_before_409(now):
 
 
 def test_a_verdict_slipping_past_the_check_hits_the_constraint_and_is_verdict_exists(now, monkeypatch):
-    """If the existence check ever missed a verdict (no lock), the unique constraint still answers 409."""
+    """If the existence check ever missed a ballot (no lock), the unique constraint still answers 409."""
     staged = stage_topic("judging", now=now)
-    Verdict.objects.create(topic=staged.topic, judge=staged.judge.agent, verdict={"winner": "con"}, rationale="r")
-    monkeypatch.setattr(Verdict.objects, "filter", lambda **kwargs: Verdict.objects.none())
+    seat = Camp.objects.get(topic=staged.topic, camp="judge")
+    Ballot.objects.create(
+        topic=staged.topic, seat=seat, judge=staged.judge.agent, verdict={"winner": "con"}, rationale="r"
+    )
+    monkeypatch.setattr(Ballot.objects, "filter", lambda **kwargs: Ballot.objects.none())
     response = staged.judge.client().post(url(staged.topic, "verdict/"), WINNER, format="json")
     assert_error(response, 409, "verdict_exists")
     monkeypatch.undo()
-    assert Verdict.objects.get(topic=staged.topic).verdict == {"winner": "con"}
+    assert Ballot.objects.get(topic=staged.topic).verdict == {"winner": "con"}
     assert staged.refresh().status == TopicStatus.JUDGING  # the failed request changed nothing
 
 

@@ -86,7 +86,8 @@ def test_transcript_queries_do_not_grow_with_rows(now):
     add(490)
     large, response = _count(lambda: client().get(f"/api/topics/{staged.topic.pk}/arguments/"))
     assert len(response.json()) == 500
-    assert small == large == 2  # the ETag's topic row (also the 404 gate), arguments with round numbers and agents
+    # The ETag's topic row (also the 404 gate), what decides the masking, arguments with round numbers and agents.
+    assert small == large == 3
 
 
 @pytest.mark.django_db(transaction=True)
@@ -121,4 +122,4 @@ def test_agents_me_queries_do_not_grow_with_assignments(now):
 def test_verdict_query_count(now):
     staged = stage_topic("completed", now=now)
     queries, _ = _count(lambda: client().get(f"/api/topics/{staged.topic.pk}/verdict/"))
-    assert queries == 2  # the ETag's topic row with the verdict's existence, the verdict with its judge
+    assert queries == 3  # the ETag's topic row with the verdict's existence, the verdict with its judge, its ballots

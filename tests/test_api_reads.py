@@ -51,7 +51,8 @@ def test_topic_before_allocation_has_null_camps_and_no_current_round(now):
 def test_debating_topic_shows_camps_and_current_round(now):
     staged = stage_topic("debating", now=now, round_count=3)
     body = client().get(f"/api/topics/{staged.topic.pk}/").json()
-    assert body["camps"] == {camp: {"id": str(p.agent.pk), "name": p.agent.name} for camp, p in staged.players.items()}
+    shown = {camp: {"id": str(p.agent.pk), "name": p.agent.name} for camp, p in staged.players.items()}
+    assert body["camps"] == {**shown, "judges": [shown["judge"]]}
     assert body["current_round"] == 0 and body["round_count"] == 3
     assert [r["round_no"] for r in body["rounds"]] == [0] and body["rounds"][0]["closed_at"] is None
 

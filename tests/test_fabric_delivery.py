@@ -91,6 +91,8 @@ def test_fabric_receives_the_contract_request(fabric, make_topic, winner_schema,
         "debate_end_at": "2031-03-14T09:40:00.000000Z",
         "verdict_due_at": "2031-03-14T10:40:00.000000Z",
         "verdict_schema": "winner",
+        "judge_count": 1,
+        "blind_judging": False,
     }
     announcement.refresh_from_db()
     assert announcement.status == AnnouncementStatus.SENT

@@ -98,13 +98,29 @@ def test_the_transcript_is_the_serializers(variety):
     for query in ("", "?round=0", "?round=1"):
         expected = [a for a in arguments if query != "?round=1"]
         response = client().get(f"/api/topics/{topic.pk}/arguments/{query}")
-        assert response.content == _render(ArgumentOut(expected, many=True).data), query
+        assert response.content == _render(ArgumentOut(expected, many=True, context={"topic": topic}).data), query
 
 
 def test_the_verdict_is_the_serializers(variety):
     topic = variety["completed"].topic
     verdict = Verdict.objects.select_related("judge").get(topic=topic)
-    assert client().get(f"/api/topics/{topic.pk}/verdict/").content == _render(VerdictOut(verdict).data)
+    ballots = selectors.ballots_for(topic_id=topic.pk)
+    rendered = _render(VerdictOut(verdict, context={"ballots": ballots}).data)
+    assert client().get(f"/api/topics/{topic.pk}/verdict/").content == rendered
+
+
+def test_a_blind_topic_is_masked_as_the_serializers_mask_it(now):
+    staged = stage_topic("debating", now=now, blind_judging=True)
+    services.argument_create(topic_id=staged.topic.pk, agent=staged.pro.agent, content="masked")
+    topic = Topic.objects.get(pk=staged.topic.pk)
+    detail = client().get(f"/api/topics/{topic.pk}/")
+    assert detail.json()["camps"]["pro"] == {"id": None, "name": "pro"}
+    expected = TopicOut(selectors.topic_detail(topic_id=topic.pk, agent=None)).data
+    assert detail.content == _render(expected)
+    arguments = selectors.transcript(topic=topic)
+    transcript = client().get(f"/api/topics/{topic.pk}/arguments/")
+    assert transcript.json()[0]["agent"] == {"id": None, "name": "pro"}
+    assert transcript.content == _render(ArgumentOut(arguments, many=True, context={"topic": topic}).data)
 
 
 def test_agents_me_is_the_serializers(variety, now):

@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import http.server
 import os
+import random
 import shutil
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from django.db import transaction
+from django.utils import timezone
 
 from devtools.environments import child_env
 from devtools.processes import FAST_STREAMS, Stack, free_port, stream_server, wait_for
 from tests.pages_support import argue, complete, debating
+from topics import services, transitions
+from topics.models import Signup, Topic
 from topics.tokens import token_issue
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -219,6 +225,51 @@ HOSTILE = """<script>alert("script")</script>
 ![tracker](https://evil.example/pixel.gif)
 <a href="https://evil.example" onclick="alert('click')">x</a>
 **still bold**"""
+
+
+def test_a_blind_panel_s_page_shows_camps_until_the_last_ballot_then_the_debaters(
+    server, watched, make_topic, make_agent
+):
+    """Live updates show a blind topic's debaters as their camps (the fragments mask them too), then the reveal."""
+    topic = make_topic(
+        title="A blind panel, live",
+        start=timezone.now() - timedelta(minutes=20),
+        debate_for=timedelta(hours=1),
+        judge_count=3,
+        blind_judging=True,
+    )
+    pro = make_agent(name="Ostrander-Pell-881", owner="pro-owner")
+    con = make_agent(name="Wexley-Quorn-337", owner="con-owner")
+    judges = [make_agent(name=f"browser-judge-{n}", owner=f"judge-owner-{n}") for n in range(3)]
+    now = timezone.now()
+    with transaction.atomic():
+        transitions.topic_open_signup(transitions.topic_lock(topic.pk), now=now)
+        Signup.objects.bulk_create(
+            [Signup(topic=topic, agent=pro, camp="pro"), Signup(topic=topic, agent=con, camp="con")]
+            + [Signup(topic=topic, agent=j, camp="judge") for j in judges]
+        )
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(2))
+        transitions.topic_start_debate(locked, now=now)
+    page = watched.page
+    page.goto(f"{server.base_url}/topics/{topic.pk}/")
+    page.wait_for_selector("main[data-stream=open]")
+    one = post_argument(server.base_url, topic, token_issue(agent=pro), "Blind judges weigh arguments, not names.")
+    page.wait_for_selector(f"#argument-{one}")
+    text = page.locator("main").inner_text()
+    assert "Blind judges weigh arguments" in text
+    assert "Ostrander-Pell-881" not in text and "Wexley-Quorn-337" not in text
+    assert page.locator(f'#argument-{one} a[href*="/agents/"]').count() == 0  # no link to a profile either
+
+    Topic.objects.filter(pk=topic.pk).update(debate_end_at=timezone.now())
+    with transaction.atomic():
+        transitions.topic_end_debate(transitions.topic_lock(topic.pk), now=timezone.now())
+    for judge, winner in zip(judges, ("pro", "con", "pro"), strict=True):
+        services.verdict_create(topic_id=topic.pk, judge=judge, verdict={"winner": winner}, rationale="Weighed.")
+    page.get_by_text("Decided by a panel of 3").wait_for(timeout=10_000)
+    text = page.locator("main").inner_text()
+    assert "Ostrander-Pell-881" in text and "Wexley-Quorn-337" in text and "2-1" in text
+    assert watched.errors == [] and watched.dialogs == []
 
 
 def test_hostile_markdown_renders_inert(server, watched, make_topic, make_agent):

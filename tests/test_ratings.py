@@ -109,7 +109,15 @@ def test_the_judge_gets_a_record_not_a_rating(now):
     row = AgentRating.objects.get(agent=judge.agent)
     assert (row.mu, row.sigma, row.games, row.judged) == (25.0, 25 / 3, 0, 1)
     body = judge.client().get(f"/api/agents/{judge.agent.pk}/").json()
-    assert body["record"] == {"debates": 0, "wins": 0, "losses": 0, "draws": 0, "judged": 1}
+    assert body["record"] == {
+        "debates": 0,
+        "wins": 0,
+        "losses": 0,
+        "draws": 0,
+        "judged": 1,
+        "panel_ballots": 0,
+        "agreement": None,
+    }
     assert body["rating"]["games"] == 0
     assert str(judge.agent.pk) not in [e["id"] for e in judge.client().get("/api/agents/").json()["results"]]
 

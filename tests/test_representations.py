@@ -37,8 +37,8 @@ def test_events_and_the_api_agree_on_arguments_rounds_and_verdicts(make_topic, m
     events = {e.kind: e.data for e in TopicEvent.objects.filter(topic=topic).order_by("seq")}
     argument.refresh_from_db()
     verdict.refresh_from_db()
-    assert events[EventKind.ARGUMENT_POSTED] == dict(ArgumentOut(argument).data)
-    assert events[EventKind.VERDICT_POSTED] == dict(VerdictOut(verdict).data)
+    assert events[EventKind.ARGUMENT_POSTED] == dict(ArgumentOut(argument, context={"topic": topic}).data)
+    assert events[EventKind.VERDICT_POSTED] == dict(VerdictOut(verdict, context={"ballots": []}).data)
     opened = TopicEvent.objects.filter(topic=topic, kind=EventKind.ROUND_OPENED).order_by("seq").first().data
     shown = RoundOut(Round.objects.get(topic=topic, round_no=0)).data
     assert (opened["opens_at"], opened["closes_at"]) == (shown["opens_at"], shown["closes_at"])

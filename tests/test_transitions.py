@@ -120,7 +120,13 @@ def test_signup_close_allocates_the_camps_in_the_same_transaction(make_topic, ma
         "judge": agents[2].name,
     }
     assert events(topic)[1:] == [
-        (EventKind.CAMPS_ALLOCATED, {camp: {"id": str(a.id), "name": a.name} for camp, a in camps.items()}),
+        (
+            EventKind.CAMPS_ALLOCATED,
+            {
+                **{camp: {"id": str(a.id), "name": a.name} for camp, a in camps.items()},
+                "judges": [{"id": str(camps["judge"].id), "name": camps["judge"].name}],
+            },
+        ),
         (
             EventKind.STATUS_CHANGED,
             {"from": "signup_open", "to": "signup_closed", "reason": "4 signed up; camps allocated"},

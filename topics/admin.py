@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from dialectic.db import run_in_transaction
 from topics import outcomes, ratings, rules, tokens, transitions
 from topics.forms import (
+    JUDGING_FIELDS,
     ROUND_FIELDS,
     TIMELINE_FIELDS,
     TOPIC_FORM_FIELDS,
@@ -39,6 +40,7 @@ from topics.models import (
     AgentRating,
     AgentToken,
     Argument,
+    Ballot,
     Camp,
     Round,
     Signup,
@@ -131,7 +133,8 @@ class SignupInline(HistoryInline):
 
 class CampInline(HistoryInline):
     model = Camp
-    fields = readonly_fields = ("camp", "agent")
+    fields = readonly_fields = ("camp", "seat", "agent")
+    verbose_name_plural = "camps and seats"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Camp]:
         return super().get_queryset(request).select_related("agent")
@@ -157,10 +160,22 @@ class ArgumentInline(HistoryInline):
 
 class VerdictInline(ReadOnlyInlineMixin, admin.StackedInline):
     model = Verdict
-    fields = readonly_fields = ("judge", "verdict", "rationale", "created_at")
+    fields = readonly_fields = ("judge", "verdict", "rationale", "split", "created_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Verdict]:
         return super().get_queryset(request).select_related("judge")
+
+
+class BallotInline(HistoryInline):
+    model = Ballot
+    fields = readonly_fields = ("seat_no", "judge", "verdict", "rationale", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Ballot]:
+        return super().get_queryset(request).select_related("judge", "seat")
+
+    @admin.display(description="seat")
+    def seat_no(self, ballot: Ballot) -> int:
+        return ballot.seat.seat
 
 
 class TopicEventInline(HistoryInline):
@@ -176,13 +191,22 @@ STATE_FIELDS = ("status", "cancelled_reason", "id", "created_at", "event_seq")
 @admin.register(Topic)
 class TopicAdmin(RetriedWritesMixin, admin.ModelAdmin):
     form = TopicAdminForm
-    list_display = ("title", "status", "visibility", "timeline", "round_count", "verdict_schema", "created_at")
-    list_filter = ("status", "visibility", "verdict_schema")
+    list_display = (
+        "title",
+        "status",
+        "visibility",
+        "timeline",
+        "round_count",
+        "judge_count",
+        "verdict_schema",
+        "created_at",
+    )
+    list_filter = ("status", "visibility", "verdict_schema", "judge_count", "blind_judging")
     search_fields = ("title", "summary")
     search_help_text = "Title or summary words, or a topic id."
     list_select_related = ("verdict_schema",)
     actions = ["cancel_with_reason"]
-    inlines = [SignupInline, CampInline, RoundInline, ArgumentInline, VerdictInline, TopicEventInline]
+    inlines = [SignupInline, CampInline, RoundInline, ArgumentInline, BallotInline, VerdictInline, TopicEventInline]
 
     def get_inlines(self, request: HttpRequest, obj: Topic | None = None) -> list[type[admin.options.InlineModelAdmin]]:
         # A topic being added has no history yet.
@@ -200,6 +224,14 @@ class TopicAdmin(RetriedWritesMixin, admin.ModelAdmin):
                 },
             ),
             ("Rounds", {"fields": ROUND_FIELDS}),
+            (
+                "Judging",
+                {
+                    "fields": JUDGING_FIELDS,
+                    "description": "A panel (3, 5 or 7) is decided by the majority of its ballots and needs a schema "
+                    "with an outcome. Blind judging hides the debaters outside the admin until completion.",
+                },
+            ),
         ]
         if obj is not None:
             fieldsets.append(("State (changed only by the orchestrator)", {"fields": STATE_FIELDS}))
@@ -475,7 +507,19 @@ class AgentAdmin(RetriedWritesMixin, admin.ModelAdmin):
 class AgentRatingAdmin(admin.ModelAdmin):
     """Read-only: ratings change only when a rated topic completes, or by the rebuild (docs/ratings.md)."""
 
-    list_display = ("agent", "value", "low", "high", "games", "wins", "losses", "draws", "judged", "updated_at")
+    list_display = (
+        "agent",
+        "value",
+        "low",
+        "high",
+        "games",
+        "wins",
+        "losses",
+        "draws",
+        "judged",
+        "agreement",
+        "updated_at",
+    )
     list_select_related = ("agent",)
     search_fields = ("agent__name",)
     fields = readonly_fields = list_display
@@ -500,6 +544,11 @@ class AgentRatingAdmin(admin.ModelAdmin):
     @admin.display(description="low (mu - 2 sigma)", ordering="low")
     def low(self, row: AgentRating) -> float:
         return ratings.rating_view(row)["low"]
+
+    @admin.display(description="panel agreement")
+    def agreement(self, row: AgentRating) -> str:
+        shown = ratings.record_view(row)
+        return "—" if shown["agreement"] is None else f"{shown['agreement']:.0%} of {shown['panel_ballots']}"
 
     @admin.display(description="high (mu + 2 sigma)")
     def high(self, row: AgentRating) -> float:

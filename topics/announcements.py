@@ -37,7 +37,7 @@ INLINE_LIMIT = 200
 SCORES_LIMIT = 10
 METADATA_MAX_BYTES = 16 * 1024
 # Agent- and staff-written metadata fields, dropped in this order until the metadata fits.
-_TRUNCATABLE = ("verdict", "reason", "camps", "judge", "outcome", "title")
+_TRUNCATABLE = ("verdict", "reason", "camps", "judges", "judge", "outcome", "title")
 
 # --- neutralising text -------------------------------------------------------------------------
 
@@ -155,6 +155,11 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
         ]
         if topic.verdict_due_at:
             lines.append(f"- Verdict due: {_when(topic.verdict_due_at)}")
+        if topic.judge_count > 1 or topic.blind_judging:
+            panel = f"a panel of {topic.judge_count}, decided by majority" if topic.judge_count > 1 else "one judge"
+            lines.append(
+                f"- Judging: {panel}{'; blind (debaters shown by camp until the end)' if topic.blind_judging else ''}"
+            )
         # The name is a slug, safe in a code span; the description is prose.
         description = f" — {inline(schema.description, 1000)}" if schema.description.strip() else ""
         lines.append(f"- Verdict schema: `{schema.name}`{description}")
@@ -166,30 +171,43 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
             debate_end_at=timestamp(topic.debate_end_at),
             verdict_due_at=timestamp(topic.verdict_due_at),
             verdict_schema=schema.name,
+            judge_count=topic.judge_count,
+            blind_judging=topic.blind_judging,
         )
     elif kind == AnnouncementKind.TOPIC_COMPLETED:
         decision = verdict.verdict if isinstance(verdict.verdict, dict) else {}
         # A custom schema may make "winner" anything; only a string is an outcome to name.
         winner = decision.get("winner")
         outcome = winner if isinstance(winner, str) else None
-        camps = {c.camp: c.agent.name for c in Camp.objects.filter(topic=topic).select_related("agent")}
-        judge = inline(verdict.judge.name)
+        seats = list(Camp.objects.filter(topic=topic).select_related("agent").order_by("camp", "seat"))
+        camps = {c.camp: c.agent.name for c in seats if c.camp != CampName.JUDGE}
+        judges = [c.agent.name for c in seats if c.camp == CampName.JUDGE]
+        panel = topic.judge_count > 1
+        judge = ", ".join(inline(name) for name in judges) if panel else inline(verdict.judge.name)
+        who = "Judges" if panel else "Judge"
+        # A panel's split, as "2-1"; a single judge's verdict reads as before panels.
+        split = inline(verdict.split, 40) if panel and verdict.split else ""
         lines = [f"**Debate completed: {title}**", ""]
         if CampName.PRO in camps and CampName.CON in camps:
-            lines.append(f"Pro: {inline(camps[CampName.PRO])} · Con: {inline(camps[CampName.CON])} · Judge: {judge}")
+            lines.append(f"Pro: {inline(camps[CampName.PRO])} · Con: {inline(camps[CampName.CON])} · {who}: {judge}")
         else:
-            lines.append(f"Judge: {judge}")
+            lines.append(f"{who}: {judge}")
         if outcome in camps:
-            lines.append(f"Winner: **{outcome}** ({inline(camps[outcome])})")
+            lines.append(
+                f"Winner: **{outcome}** ({inline(camps[outcome])})" + (f", by the panel, {split}" if split else "")
+            )
         elif outcome == "draw":
-            lines.append("The judge called it a **draw**.")
+            lines.append(f"The panel called it a **draw** ({split})." if split else "The judge called it a **draw**.")
         elif outcome and outcome.strip():
             lines.append(f"Outcome: **{inline(outcome)}**")
         scores = decision.get("scores")
         if isinstance(scores, dict) and scores:
             lines.append(f"Scores: {_scores(scores)}")
         lines += ["", *_quote(verdict.rationale)]
+        camps = {**camps, CampName.JUDGE: judges[0]} if judges else camps
         metadata.update(verdict=verdict.verdict, outcome=outcome, judge=verdict.judge.name, camps=camps or None)
+        if panel:
+            metadata.update(judges=judges, split=verdict.split or None)
     else:
         lines = [f"**Debate cancelled: {title}**", "", f"Reason: {inline(topic.cancelled_reason, 1000)}"]
         metadata.update(reason=topic.cancelled_reason)

@@ -22,7 +22,9 @@ from topics.validation import validate_display_text
 TIMELINE_FIELDS = ("signup_open_at", "signup_close_at", "debate_start_at", "debate_end_at", "verdict_due_at")
 ROUND_FIELDS = ("round_count", "max_arguments_per_round")
 DESCRIPTION_FIELDS = ("title", "summary", "visibility")
-TOPIC_FORM_FIELDS = (*DESCRIPTION_FIELDS, "verdict_schema", *TIMELINE_FIELDS, *ROUND_FIELDS)
+# Seats are allocated at signup close: the panel and its blindness are fixed from then on.
+JUDGING_FIELDS = ("judge_count", "blind_judging")
+TOPIC_FORM_FIELDS = (*DESCRIPTION_FIELDS, "verdict_schema", *TIMELINE_FIELDS, *ROUND_FIELDS, *JUDGING_FIELDS)
 
 # Past ``created`` the topic has been announced with its schema and timeline.
 # Each status keeps only the moments that still lie ahead editable; the debate's
@@ -31,7 +33,15 @@ TOPIC_FORM_FIELDS = (*DESCRIPTION_FIELDS, "verdict_schema", *TIMELINE_FIELDS, *R
 _EDITABLE_BY_STATUS: dict[str, frozenset[str]] = {
     TopicStatus.CREATED: frozenset(TOPIC_FORM_FIELDS),
     TopicStatus.SIGNUP_OPEN: frozenset(
-        {*DESCRIPTION_FIELDS, "signup_close_at", "debate_start_at", "debate_end_at", "verdict_due_at", *ROUND_FIELDS}
+        {
+            *DESCRIPTION_FIELDS,
+            "signup_close_at",
+            "debate_start_at",
+            "debate_end_at",
+            "verdict_due_at",
+            *ROUND_FIELDS,
+            *JUDGING_FIELDS,
+        }
     ),
     TopicStatus.SIGNUP_CLOSED: frozenset(
         {*DESCRIPTION_FIELDS, "debate_start_at", "debate_end_at", "verdict_due_at", *ROUND_FIELDS}

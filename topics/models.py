@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from topics.outcomes import outcome_pointer
 from topics.validation import validate_display_text
 from topics.verdict_schemas import verdict_schema_problems
 
@@ -108,6 +109,10 @@ def default_verdict_schema() -> int | None:
     return schema.pk if schema else None
 
 
+# How many judges a topic may seat (DESIGN.md); odd, so a full panel always has a majority of two outcomes.
+JUDGE_COUNTS = (1, 3, 5, 7)
+
+
 class Topic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200, validators=[validate_display_text])
@@ -125,6 +130,14 @@ class Topic(models.Model):
     )
     verdict_schema = models.ForeignKey(
         VerdictSchema, on_delete=models.PROTECT, related_name="topics", default=default_verdict_schema
+    )
+    judge_count = models.PositiveSmallIntegerField(
+        default=1,
+        choices=[(n, str(n)) for n in JUDGE_COUNTS],
+        help_text="Judge seats: 1, or a panel of 3, 5 or 7 whose majority decides (the schema needs an outcome).",
+    )
+    blind_judging = models.BooleanField(
+        default=False, help_text="Hide who argues pro and con from everyone but the debaters until completion."
     )
     cancelled_reason = models.TextField(blank=True, editable=False)
     # The seq of the last TopicEvent; only ever advanced under the topic's row lock.
@@ -153,6 +166,7 @@ class Topic(models.Model):
                 name="topic_max_arguments_positive",
             ),
             models.CheckConstraint(condition=Q(status__in=TopicStatus.values), name="topic_status_valid"),
+            models.CheckConstraint(condition=Q(judge_count__in=JUDGE_COUNTS), name="topic_judge_count_valid"),
         ]
         indexes = [
             # Ticker: status='created' AND signup_open_at <= now ORDER BY signup_open_at
@@ -196,8 +210,26 @@ class Topic(models.Model):
             errors["round_count"] = "Each round must last at least a second: use fewer rounds or a longer debate."
         if self.max_arguments_per_round is not None and self.max_arguments_per_round < 1:
             errors["max_arguments_per_round"] = "Leave empty for no limit, or allow at least one."
+        if self.judge_count is not None and self.judge_count not in JUDGE_COUNTS:
+            errors["judge_count"] = "A topic has 1 judge or a panel of 3, 5 or 7."
+        elif (
+            self.judge_count
+            and self.judge_count > 1
+            and self.verdict_schema_id is not None
+            and outcome_pointer(self.verdict_schema.schema) is None
+        ):
+            errors["judge_count"] = "A panel decides by majority: its verdict schema needs an outcome (x-outcome)."
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def is_panel(self) -> bool:
+        return self.judge_count > 1
+
+    @property
+    def ballot_quorum(self) -> int:
+        """Ballots that decide the topic at ``verdict_due_at``: a majority of the seats."""
+        return self.judge_count // 2 + 1
 
     def round_window(self, round_no: int):
         """The [opens_at, closes_at) window of round ``round_no``: the debate split evenly."""
@@ -223,15 +255,21 @@ class Signup(models.Model):
 
 
 class Camp(models.Model):
+    """A seat: pro (seat 0), con (seat 0), or one of the topic's judge seats (0 … judge_count - 1)."""
+
     topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="camps")
     camp = models.CharField(max_length=8, choices=CampName.choices)
+    seat = models.PositiveSmallIntegerField(default=0)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="camps")
 
     class Meta:
-        ordering = ["topic", "camp"]
+        ordering = ["topic", "camp", "seat"]
         constraints = [
-            models.UniqueConstraint(fields=["topic", "camp"], name="camp_one_agent_per_camp"),
+            models.UniqueConstraint(fields=["topic", "camp", "seat"], name="camp_one_agent_per_seat"),
+            # One seat per agent per topic: nobody argues and judges, or holds two judge seats.
             models.UniqueConstraint(fields=["topic", "agent"], name="camp_one_camp_per_agent"),
+            # Only judges have more than one seat.
+            models.CheckConstraint(condition=Q(camp=CampName.JUDGE) | Q(seat=0), name="camp_debaters_seat_zero"),
         ]
 
     def __str__(self) -> str:
@@ -287,14 +325,40 @@ class Argument(models.Model):
 
 
 class Verdict(models.Model):
+    """The topic's decision. A single judge's is its ballot; a panel's is written from the ballots (``topics.panels``):
+    ``judge`` is the first seat, ``verdict`` holds the majority outcome at the schema's pointer."""
+
     topic = models.OneToOneField(Topic, on_delete=models.CASCADE, related_name="verdict")
     judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="verdicts")
     verdict = models.JSONField()
     rationale = models.TextField()
+    # "2-1": ballots per outcome, largest first; blank (and tally null) when the schema has no outcome.
+    split = models.CharField(max_length=32, blank=True)
+    tally = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"verdict on {self.topic_id}"
+
+
+class Ballot(models.Model):
+    """One judge seat's vote; the topic's ``Verdict`` is written from the ballots when the panel is done."""
+
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="ballots")
+    # One ballot per seat, and (through the seat's own constraint) per judge. RESTRICT: a seat with a ballot
+    # cannot be deleted on its own, but its topic's delete takes both (PROTECT refused any voted topic's).
+    seat = models.OneToOneField(Camp, on_delete=models.RESTRICT, related_name="ballot")
+    judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="ballots")
+    verdict = models.JSONField()
+    rationale = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["topic", "seat__seat"]
+        constraints = [models.UniqueConstraint(fields=["topic", "judge"], name="ballot_once_per_judge")]
+
+    def __str__(self) -> str:
+        return f"ballot of {self.judge_id} on {self.topic_id}"
 
 
 class EventKind(models.TextChoices):
@@ -303,7 +367,9 @@ class EventKind(models.TextChoices):
     ROUND_OPENED = "round_opened"
     ROUND_CLOSED = "round_closed"
     ARGUMENT_POSTED = "argument_posted"
+    BALLOT_POSTED = "ballot_posted"
     VERDICT_POSTED = "verdict_posted"
+    IDENTITIES_REVEALED = "identities_revealed"
     TOPIC_CANCELLED = "topic_cancelled"
 
 
@@ -363,6 +429,8 @@ class RatedOutcome(models.Model):
     con = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
     judge = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="+")
     outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    # A panel's counted ballots as [[judge id, outcome], …] in seat order; [] for a single judge.
+    panel = models.JSONField(default=list)
     completed_at = models.DateTimeField()
 
     class Meta:
@@ -391,6 +459,9 @@ class AgentRating(models.Model):
     losses = models.PositiveIntegerField(default=0)
     draws = models.PositiveIntegerField(default=0)
     judged = models.PositiveIntegerField(default=0)
+    # Panel ballots cast, and how many matched the panel's outcome: the judge's agreement.
+    panel_ballots = models.PositiveIntegerField(default=0)
+    agreed = models.PositiveIntegerField(default=0)
     # The completion time of the last outcome that changed the row, so a rebuild reproduces it too.
     updated_at = models.DateTimeField()
 

@@ -68,8 +68,11 @@ def _debater_next(topic: Topic, camp: str, now: datetime) -> Assignment:
     return Assignment(topic, None, camp, NextAction.WAIT_FOR_VERDICT, topic.verdict_due_at)
 
 
-def _judge_next(topic: Topic, now: datetime) -> Assignment:
+def _judge_next(topic: Topic, now: datetime, *, voted: bool) -> Assignment:
     camp = CampName.JUDGE
+    if voted:
+        # A panel judge whose ballot is in: the rest of the panel decides the topic, by the deadline at the latest.
+        return Assignment(topic, None, camp, NextAction.WAIT_FOR_VERDICT, topic.verdict_due_at)
     if rules.debate_is_over(topic, now):
         return Assignment(topic, None, camp, NextAction.JUDGE, topic.verdict_due_at)
     return Assignment(topic, None, camp, NextAction.WATCH_DEBATE, topic.debate_end_at)
@@ -87,7 +90,7 @@ def assignment_for(topic: Topic, now: datetime) -> Assignment:
             # Signed up but not placed by the allocator: this topic asks nothing more of the agent.
             result = Assignment(topic, None, None, NextAction.NOTHING, None)
     elif camp == CampName.JUDGE:
-        result = _judge_next(topic, now)
+        result = _judge_next(topic, now, voted=bool(getattr(topic.my_camps[0], "voted", False)))
     else:
         result = _debater_next(topic, camp, now)
     return Assignment(

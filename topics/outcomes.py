@@ -121,3 +121,16 @@ def verdict_outcome(schema: object, verdict: object) -> str | None:
             return None
         node = node[token]
     return node if node in OUTCOMES else None
+
+
+def verdict_of_outcome(schema: object, outcome: str) -> dict | None:
+    """The smallest verdict that says ``outcome`` at the schema's pointer (a panel's aggregate); None if unrated."""
+    tokens = pointer_tokens(outcome_pointer(schema))
+    if tokens is None:
+        return None
+    verdict: dict = {}
+    node = verdict
+    for token in tokens[:-1]:
+        node = node.setdefault(token, {})
+    node[tokens[-1]] = outcome
+    return verdict

@@ -28,12 +28,18 @@ Invariants:
 - Only public topics whose schema has an outcome (``topics.outcomes``)
   write anything. Debaters get a rating and wins/losses/draws; the judge
   gets ``judged``, never a rating.
+- A panel is one rated game, decided by its majority outcome (the topic's
+  verdict, ``topics.panels``): the debaters are rated once per topic,
+  whatever the number of judges. Each judge whose ballot counted gets
+  ``judged`` and a ``panel_ballots``, and an ``agreed`` when its ballot
+  named the panel's outcome (its agreement). ``RatedOutcome.panel`` keeps
+  the counted ballots so the rebuild replays exactly this.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -47,6 +53,7 @@ from dialectic.db import run_in_transaction
 from topics import sql
 from topics.models import (
     AgentRating,
+    Ballot,
     CampName,
     Outcome,
     RatedOutcome,
@@ -55,7 +62,7 @@ from topics.models import (
     Verdict,
     Visibility,
 )
-from topics.outcomes import verdict_outcome
+from topics.outcomes import outcome_pointer, verdict_outcome
 
 MODEL = BradleyTerryFull()
 # low and high are mu ∓ this many sigmas (about a 95 % interval).
@@ -66,7 +73,19 @@ REBUILD_CHUNK = 5000
 WRITE_BATCH = 500
 
 _RANKS = {Outcome.PRO: [1, 2], Outcome.CON: [2, 1], Outcome.DRAW: [1, 1]}
-_RATING_FIELDS = ("mu", "sigma", "low", "games", "wins", "losses", "draws", "judged", "updated_at")
+_RATING_FIELDS = (
+    "mu",
+    "sigma",
+    "low",
+    "games",
+    "wins",
+    "losses",
+    "draws",
+    "judged",
+    "panel_ballots",
+    "agreed",
+    "updated_at",
+)
 
 
 @dataclass
@@ -80,6 +99,8 @@ class Standing:
     losses: int = 0
     draws: int = 0
     judged: int = 0
+    panel_ballots: int = 0
+    agreed: int = 0
     updated_at: datetime | None = field(default=None)
 
     @property
@@ -100,8 +121,19 @@ def interval(mu: float, sigma: float) -> tuple[float, float]:
     return mu - SPREAD * sigma, mu + SPREAD * sigma
 
 
-def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: datetime) -> None:
-    """One rated debate: the library rates pro against con, the record counts it. The only update rule."""
+def _apply(
+    pro: Standing,
+    con: Standing,
+    judge: Standing,
+    outcome: str,
+    at: datetime,
+    panel: list[tuple[Standing, str]] | None = None,
+) -> None:
+    """One rated debate: the library rates pro against con, the record counts it. The only update rule.
+
+    ``panel``: each counted ballot's judge and outcome, for a panel; then ``judge`` (the first seat) is not
+    counted on its own, only as the panel's ballots say.
+    """
     [[new_pro], [new_con]] = MODEL.rate(
         [[MODEL.rating(mu=pro.mu, sigma=pro.sigma)], [MODEL.rating(mu=con.mu, sigma=con.sigma)]],
         ranks=_RANKS[outcome],
@@ -116,8 +148,15 @@ def _apply(pro: Standing, con: Standing, judge: Standing, outcome: str, at: date
         else:
             standing.losses += 1
         standing.updated_at = at
-    judge.judged += 1
-    judge.updated_at = at
+    if not panel:
+        judge.judged += 1
+        judge.updated_at = at
+        return
+    for standing, ballot in panel:
+        standing.judged += 1
+        standing.panel_ballots += 1
+        standing.agreed += ballot == outcome
+        standing.updated_at = at
 
 
 # --- the completion ----------------------------------------------------------------------
@@ -168,22 +207,28 @@ def _rated_outcome(topic: Topic, verdict: dict[str, Any]) -> str | None:
     return verdict_outcome(topic.verdict_schema.schema, verdict)
 
 
-def topic_hold_ledger(topic: Topic, *, verdict: dict[str, Any]) -> None:
-    """Hold the ledger in share mode now when this verdict will be rated: before the caller locks its agents.
+def topic_hold_ledger(topic: Topic) -> None:
+    """Hold the ledger in share mode now when this topic can be rated: before the caller locks its agents.
 
     The rebuild's swap holds the ledger exclusively and then takes shared
     locks on agents' rows; a completion holding an agent's row while it
-    waited for the ledger would close a circle with it.
+    waited for the ledger would close a circle with it. Asked of the topic,
+    not of a verdict: a panel judge's ballot locks before it is known whether
+    it is the last one.
     """
-    if _rated_outcome(topic, verdict) is not None:
+    if topic.visibility == Visibility.PUBLIC and outcome_pointer(topic.verdict_schema.schema) is not None:
         _ledger_share()
 
 
-def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any], now: datetime) -> RatedOutcome | None:
+def topic_record_rating(
+    topic: Topic, *, verdict: Verdict, seats: dict[tuple[str, int], Any], now: datetime, ballots: Sequence[Ballot] = ()
+) -> RatedOutcome | None:
     """Rate the debaters and count the judge for a completing topic, in the caller's transaction.
 
     The caller holds the topic's row lock, the ledger in share mode and the
-    locks of its agents, ``camps`` (camp → agent id; ``transitions.topic_complete``).
+    locks of its agents, ``seats`` ((camp, seat) → agent id, from
+    ``transitions.topic_lock_for_completion``; ``transitions.topic_complete``).
+    ``ballots``: a panel's counted ballots.
     None, and nothing written, for a private topic or one whose schema has no outcome.
     Four statements: the ledger in share mode, the agents' ratings, one upsert, the log row.
     """
@@ -194,13 +239,27 @@ def topic_record_rating(topic: Topic, *, verdict: Verdict, camps: dict[str, Any]
     # can be logged outside it, which the rebuild's high-water mark relies on.
     _ledger_share()
     # Every writer of these rows holds their agents' locks, as the caller does: the reads are current.
-    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=set(camps.values()))}
-    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in camps.values()}
-    pro, con, judge = (camps[c] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
-    _apply(standings[pro], standings[con], standings[judge], outcome, now)
-    _save(standings, rows)
+    agents = set(seats.values())
+    rows = {row.agent_id: row for row in AgentRating.objects.filter(agent__in=agents)}
+    standings = {agent_id: Standing.of(rows.get(agent_id)) for agent_id in agents}
+    pro, con, judge = (seats[(c, 0)] for c in (CampName.PRO, CampName.CON, CampName.JUDGE))
+    # A panel's ballots, the topic's own: their judges hold seats, so their standings are loaded above.
+    panel = (
+        [(b.judge_id, verdict_outcome(topic.verdict_schema.schema, b.verdict)) for b in ballots]
+        if topic.is_panel
+        else []
+    )
+    _apply(standings[pro], standings[con], standings[judge], outcome, now, [(standings[j], o) for j, o in panel])
+    # Seated judges who did not vote took no part: nothing of theirs is written.
+    _save({pk: s for pk, s in standings.items() if s.updated_at is not None or pk in rows}, rows)
     return RatedOutcome.objects.create(
-        topic=topic, pro_id=pro, con_id=con, judge_id=judge, outcome=outcome, completed_at=now
+        topic=topic,
+        pro_id=pro,
+        con_id=con,
+        judge_id=judge,
+        outcome=outcome,
+        panel=[[j.hex, o] for j, o in panel],  # the text the rebuild's Cast reads the other ids as
+        completed_at=now,
     )
 
 
@@ -222,23 +281,48 @@ class RebuildReport:
     changed: int  # rows whose stored values differed from the replay (0 when nothing drifted)
 
 
-def _replay_chunk(standings: dict[Any, Standing], *, after: int, upto: int | None, chunk: int) -> tuple[int, int]:
+def _agent_key(text: str, spellings: dict[str, str]) -> str:
+    """One spelling per agent id, 32 hex digits, whichever a row gave: parsed once per spelling, not per outcome.
+
+    The Cast gives hex on SQLite and on MySQL's char(32), the dashed form on
+    MariaDB's native uuid column; a panel's ballots are stored as hex.
+    """
+    key = spellings.get(text)
+    if key is None:
+        key = spellings[text] = uuid.UUID(text).hex
+    return key
+
+
+def _replay_chunk(
+    standings: dict[Any, Standing], *, after: int, upto: int | None, chunk: int, spellings: dict[str, str]
+) -> tuple[int, int]:
     """Apply up to ``chunk`` outcomes with ``after`` < seq <= ``upto`` (one query); returns (last seq, how many)."""
     # The ids as the column's text: converting three UUIDs per outcome was most of the read's cost
-    # (4.5 s of 5.4 s for 20,000 outcomes); ratings_rebuild converts once per agent instead.
+    # (4.5 s of 5.4 s for 20,000 outcomes); ``_agent_key`` converts once per agent instead.
     log = RatedOutcome.objects.filter(seq__gt=after)
     if upto is not None:
         log = log.filter(seq__lte=upto)
     rows = (
         log.order_by("seq")
         .annotate(**{f"{camp}_text": Cast(f"{camp}_id", CharField()) for camp in ("pro", "con", "judge")})
-        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "completed_at")[:chunk]
+        .values_list("seq", "pro_text", "con_text", "judge_text", "outcome", "panel", "completed_at")[:chunk]
     )
     last, count = after, 0
-    for seq, pro, con, judge, outcome, completed_at in rows:
-        for agent_id in (pro, con, judge):
+    for seq, pro_text, con_text, judge_text, outcome, panel, completed_at in rows:
+        pro, con = _agent_key(pro_text, spellings), _agent_key(con_text, spellings)
+        voters = [(_agent_key(j, spellings), o) for j, o in panel or []]
+        for agent_id in (pro, con, *(j for j, _ in voters)):
             standings.setdefault(agent_id, Standing())
-        _apply(standings[pro], standings[con], standings[judge], outcome, completed_at)
+        # A panel counts its voters only: the first seat may not have voted (decided at the deadline).
+        first_judge = standings.setdefault(_agent_key(judge_text, spellings), Standing()) if not voters else Standing()
+        _apply(
+            standings[pro],
+            standings[con],
+            first_judge,
+            outcome,
+            completed_at,
+            [(standings[j], o) for j, o in voters],
+        )
         last, count = seq, count + 1
     return last, count
 
@@ -252,9 +336,9 @@ def _replay(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, int]:
     """Apply the log after ``after`` (up to ``upto``), chunk by chunk (keyset on seq: memory is one chunk)."""
-    last, total = after, 0
+    last, total, spellings = after, 0, {}
     while True:
-        last, applied = _replay_chunk(standings, after=last, upto=upto, chunk=chunk)
+        last, applied = _replay_chunk(standings, after=last, upto=upto, chunk=chunk, spellings=spellings)
         total += applied
         if progress and applied:
             progress(total)
@@ -329,6 +413,8 @@ def record_view(row: AgentRating | None) -> dict[str, int]:
         "losses": standing.losses,
         "draws": standing.draws,
         "judged": standing.judged,
+        "panel_ballots": standing.panel_ballots,
+        "agreement": _round(standing.agreed / standing.panel_ballots) if standing.panel_ballots else None,
     }
 
 

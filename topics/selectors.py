@@ -14,13 +14,26 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.query import prefetch_related_objects
 
 from fabric_bridge.models import Webhook
 from topics import rules
 from topics.errors import AgentNotFound, TopicNotFound
-from topics.models import Agent, Argument, Camp, CampName, Round, Signup, Topic, Verdict, VerdictSchema, Visibility
+from topics.models import (
+    Agent,
+    Argument,
+    Ballot,
+    Camp,
+    CampName,
+    Round,
+    Signup,
+    Topic,
+    TopicStatus,
+    Verdict,
+    VerdictSchema,
+    Visibility,
+)
 from topics.next_action import Assignment, assignment_for
 from topics.tokens import tokens_live
 
@@ -104,6 +117,8 @@ TOPIC_VALUES = (
     "verdict_due_at",
     "round_count",
     "max_arguments_per_round",
+    "judge_count",
+    "blind_judging",
     "cancelled_reason",
     "created_at",
 )
@@ -152,8 +167,8 @@ def topic_related(rows: list[dict[str, Any]]) -> TopicRelated:
         related.rounds[row["topic_id"]].append(row)
     for row in (
         Camp.objects.filter(topic_id__in=topic_ids)
-        .order_by("topic_id", "camp")
-        .values("topic_id", "camp", "agent_id", agent_name=F("agent__name"))
+        .order_by("topic_id", "camp", "seat")
+        .values("topic_id", "camp", "seat", "agent_id", agent_name=F("agent__name"))
     ):
         related.camps[row["topic_id"]].append(row)
     return related
@@ -197,6 +212,16 @@ def topic_visible_or_404(*, topic_id: UUID | str, agent: Agent | None) -> None:
         raise TopicNotFound()
 
 
+def ballots_for(*, topic_id: UUID | str) -> list[Ballot]:
+    """The topic's ballots in seat order, shown only with its verdict (sealed until the topic is decided)."""
+    return list(Ballot.objects.filter(topic_id=topic_id).select_related("judge").order_by("seat__seat"))
+
+
+def topic_masking_row(*, topic_id: UUID | str) -> dict[str, Any]:
+    """What decides whether the topic's debaters are masked (``representations.identities_hidden``)."""
+    return Topic.objects.filter(pk=topic_id).values("blind_judging", "status").get()
+
+
 # --- /api/agents/me/ ----------------------------------------------------------
 
 
@@ -235,7 +260,14 @@ def agent_assignments(*, agent: Agent, now: datetime) -> list[Assignment]:
     prefetch_related_objects(
         topics,
         Prefetch("signups", queryset=Signup.objects.filter(agent=agent), to_attr="my_signups"),
-        Prefetch("camps", queryset=Camp.objects.filter(agent=agent), to_attr="my_camps"),
+        Prefetch(
+            "camps",
+            # voted: a judge whose ballot is in waits for the rest of its panel (the same query, no extra one).
+            queryset=Camp.objects.filter(agent=agent).annotate(
+                voted=Exists(Ballot.objects.filter(seat=OuterRef("pk")))
+            ),
+            to_attr="my_camps",
+        ),
         Prefetch("rounds", queryset=open_rounds, to_attr="open_rounds"),
     )
     return [assignment_for(topic, now) for topic in topics]
@@ -257,8 +289,13 @@ def agent_profile(*, agent_id: UUID | str) -> Agent:
     agent = Agent.objects.select_related("rating").filter(pk=agent_id).first()
     if agent is None:
         raise AgentNotFound()
+    # A blind topic's debaters are not to be found through their profiles until it completes.
+    hidden = Q(topic__blind_judging=True, camp__in=(CampName.PRO, CampName.CON)) & ~Q(
+        topic__status=TopicStatus.COMPLETED
+    )
     agent.recent = list(
         Camp.objects.filter(agent=agent, topic__visibility=Visibility.PUBLIC)
+        .exclude(hidden)
         .select_related("topic__rated_outcome")
         .order_by("-topic__debate_end_at", "-topic_id")[:RECENT_PUBLIC_TOPICS]
     )

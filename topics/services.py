@@ -38,6 +38,7 @@ from topics.models import (
     Agent,
     AgentEventKind,
     Argument,
+    Ballot,
     Camp,
     CampName,
     EventKind,
@@ -149,38 +150,44 @@ def argument_create(*, topic_id: UUID | str, agent: Agent, content: str, now: da
     if Argument.objects.filter(topic=topic).count() >= cap:
         raise TopicArgumentLimit(f"This topic holds {cap} arguments, the most a topic may hold.")
     argument = Argument.objects.create(topic=topic, round=rnd, agent=agent, camp=camp, content=content)
-    transitions.topic_append_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
+    transitions.topic_append_events(topic, [(EventKind.ARGUMENT_POSTED, argument_data(argument, topic))])
     return argument
 
 
 @write_transaction
 def verdict_create(
     *, topic_id: UUID | str, judge: Agent, verdict: dict, rationale: str, now: datetime | None = None
-) -> Verdict:
-    """Accept the judge's verdict (already valid against the topic's schema) and complete the topic."""
+) -> Ballot:
+    """Accept a seated judge's ballot (already valid against the topic's schema).
+
+    A single judge's ballot is the verdict and completes the topic; a panel's
+    completes it when it is the last seat's (``transitions.topic_record_ballot``).
+    """
     now = now or timezone.now()
     topic = _lock(topic_id)
-    if not Camp.objects.filter(topic=topic, agent=judge, camp=CampName.JUDGE).exists():
+    seat = Camp.objects.filter(topic=topic, agent=judge, camp=CampName.JUDGE).order_by().first()
+    if seat is None:
         raise NotTheJudge()
-    if Verdict.objects.filter(topic=topic).exists():
+    # This judge's ballot, or the topic's verdict (a panel decided at its deadline without it).
+    if Ballot.objects.filter(seat=seat).exists() or Verdict.objects.filter(topic=topic).exists():
         raise VerdictExists()
     if not rules.debate_is_over(topic, now):
         if topic.status == TopicStatus.DEBATING:
             raise VerdictNotOpen(f"The debate ends at {timestamp(topic.debate_end_at)}; judge after that.")
         raise VerdictNotOpen(f"This topic is {topic.status}; it takes no verdict.")
     if rules.verdict_is_late(topic, now):
-        # The ticker cancels the topic at this deadline; a late verdict must not race it.
+        # The ticker decides or cancels the topic at this deadline; a late ballot must not race it.
         raise VerdictNotOpen(f"The verdict was due by {timestamp(topic.verdict_due_at)}.")
-    # The ledger (a rated verdict) and the agents to be told, locked before the verdict's foreign key
-    # takes a shared lock on the judge's row: the lock order (transitions' docstring).
-    camps = transitions.topic_lock_for_completion(topic, verdict=verdict)
+    # The ledger (a rated topic) and the seats' agents, locked before the ballot's foreign key takes a
+    # shared lock on the judge's row: the lock order (transitions' docstring).
+    seats = transitions.topic_lock_for_completion(topic)
     if topic.status == TopicStatus.DEBATING:
         # The ticker has not ended the debate yet; do it here, in this transaction.
         transitions.topic_end_debate(topic, now=now)
     try:
         with transaction.atomic():
-            accepted = Verdict.objects.create(topic=topic, judge=judge, verdict=verdict, rationale=rationale)
+            ballot = Ballot.objects.create(topic=topic, seat=seat, judge=judge, verdict=verdict, rationale=rationale)
     except IntegrityError:
         raise VerdictExists() from None
-    transitions.topic_complete(topic, verdict=accepted, now=now, camps=camps)
-    return accepted
+    transitions.topic_record_ballot(topic, ballot=ballot, now=now, seats=seats)
+    return ballot

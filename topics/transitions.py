@@ -48,13 +48,14 @@ from django.db.models import F, QuerySet
 
 from fabric_bridge import webhooks
 from fabric_bridge.models import AnnouncementKind
-from topics import ratings, rules, sql
+from topics import panels, ratings, rules, sql
 from topics.allocator import Allocation, Volunteer, allocate
 from topics.announcements import topic_announce
 from topics.models import (
     Agent,
     AgentEvent,
     AgentEventKind,
+    Ballot,
     Camp,
     CampName,
     EventKind,
@@ -65,7 +66,8 @@ from topics.models import (
     TopicStatus,
     Verdict,
 )
-from topics.representations import timestamp, verdict_data
+from topics.outcomes import verdict_of_outcome, verdict_outcome
+from topics.representations import agent_ref, camps_data, timestamp, verdict_data
 
 logger = logging.getLogger("topics.transitions")
 
@@ -178,25 +180,30 @@ def _agents_lock_with_webhooks(agent_ids: Iterable[Any]) -> tuple[dict[uuid.UUID
     return seqs, hooks
 
 
-def topic_lock_agents(topic: Topic) -> dict[str, Any]:
-    """Lock the agents in the topic's camps, before anything inserts a row that refers to them.
+# (camp, seat) → the seated agent's id: what ``topic_lock_agents`` returns, and what the ratings rate.
+Seats = dict[tuple[str, int], Any]
+
+
+def topic_lock_agents(topic: Topic) -> Seats:
+    """Lock the agents in the topic's seats (debaters and every judge), before anything inserts a row that
+    refers to them.
 
     A foreign key's check takes a shared lock on the agent's row, and two
     transactions that then both want it exclusively deadlock. Returns each
-    camp's agent id.
+    seat's agent id.
     """
-    camps = _camps(topic)
-    agents_lock(camps.values())
-    return camps
+    seats = _seats(topic)
+    agents_lock(seats.values())
+    return seats
 
 
-def topic_lock_for_completion(topic: Topic, *, verdict: dict[str, Any]) -> dict[str, Any]:
-    """What a completion locks after its topic, before it inserts the verdict; returns each camp's agent id.
+def topic_lock_for_completion(topic: Topic) -> Seats:
+    """What a ballot, a verdict or a completion locks after its topic, before it inserts a ballot or the verdict.
 
-    Steps 2 and 3 of the lock order: the rating ledger in share mode when
-    ``verdict`` will be rated, then the camps' agents.
+    Steps 2 and 3 of the lock order: the rating ledger in share mode when the
+    topic is rated, then its seats' agents. Returns each seat's agent id.
     """
-    ratings.topic_hold_ledger(topic, verdict=verdict)
+    ratings.topic_hold_ledger(topic)
     return topic_lock_agents(topic)
 
 
@@ -235,8 +242,16 @@ def _about(topic: Topic, **data: Any) -> dict[str, Any]:
     return {"topic_id": str(topic.pk), "title": topic.title, **data}
 
 
+def _seats(topic: Topic) -> Seats:
+    return {
+        (camp, seat): pk for camp, seat, pk in Camp.objects.filter(topic=topic).values_list("camp", "seat", "agent_id")
+    }
+
+
 def _camps(topic: Topic) -> dict[str, Any]:
-    return dict(Camp.objects.filter(topic=topic).order_by().values_list("camp", "agent_id"))
+    """The debaters' camps → agent id (the judges have seats: ``_seats``)."""
+    debaters = Camp.objects.filter(topic=topic, camp__in=(CampName.PRO, CampName.CON)).order_by()
+    return dict(debaters.values_list("camp", "agent_id"))
 
 
 def _round_opened_notices(topic: Topic, rnd: Round, camps: dict[str, Any]) -> list[Notice]:
@@ -295,12 +310,12 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
     rows = Signup.objects.filter(topic=topic).values_list("agent_id", "camp", "agent__owner", "agent__name")
     names = {str(agent_id): name for agent_id, _, _, name in rows}
     volunteers = [Volunteer(agent_id=str(a), camp=c, owner=o or "") for a, c, o, _ in rows]
-    result = allocate(volunteers, rng or random.SystemRandom())
+    result = allocate(volunteers, rng or random.SystemRandom(), judge_count=topic.judge_count)
     if not isinstance(result, Allocation):
         _cancel(topic, result.reason, now=now)
         return None
-    camps = result.as_dict()
-    placed = {agent_id: camp for camp, agent_id in camps.items()}
+    seats = result.seats()
+    placed = {agent_id: camp for camp, _seat, agent_id in seats}
     # Before the camps are inserted: their foreign keys must find the agents already locked.
     agent_events_append(
         [
@@ -310,8 +325,11 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
             for agent_id in names
         ]
     )
-    Camp.objects.bulk_create([Camp(topic=topic, camp=camp, agent_id=agent_id) for camp, agent_id in camps.items()])
-    allocated = {camp: {"id": agent_id, "name": names[agent_id]} for camp, agent_id in camps.items()}
+    Camp.objects.bulk_create(
+        [Camp(topic=topic, camp=camp, seat=seat, agent_id=agent_id) for camp, seat, agent_id in seats]
+    )
+    # The event is what the stream shows everyone: a blind topic's debaters are masked in it.
+    allocated = camps_data(topic, [(camp, seat, _Named(agent_id, names[agent_id])) for camp, seat, agent_id in seats])
     _change_status(
         topic,
         S.SIGNUP_CLOSED,
@@ -319,6 +337,13 @@ def topic_close_signup(topic: Topic, *, now: datetime, rng: random.Random | None
         events=[(EventKind.CAMPS_ALLOCATED, allocated)],
     )
     return result
+
+
+class _Named:
+    """An agent's id and name, enough for ``representations`` to show it without reading the row again."""
+
+    def __init__(self, agent_id: Any, name: str) -> None:
+        self.id, self.name = agent_id, name
 
 
 def _round_create(topic: Topic, round_no: int) -> tuple[Round, Event]:
@@ -390,29 +415,98 @@ def topic_end_debate(topic: Topic, *, now: datetime) -> None:
     # getting here first) come first, so every round exists and closes in order.
     last = topic_catch_up_rounds(topic, now=now)
     _change_status(topic, S.JUDGING, reason="debate ends; awaiting verdict", events=_round_close(last, now=now))
-    judge = _camps(topic).get(CampName.JUDGE)
-    if judge is not None:
-        agent_events_append([(judge, A.JUDGING_OPENED, _about(topic, deadline=timestamp(topic.verdict_due_at)))])
+    judges = [agent_id for (camp, _seat), agent_id in sorted(_seats(topic).items()) if camp == CampName.JUDGE]
+    deadline = _about(topic, deadline=timestamp(topic.verdict_due_at))
+    agent_events_append([(judge, A.JUDGING_OPENED, deadline) for judge in judges])
 
 
-def topic_complete(topic: Topic, *, verdict: Verdict, now: datetime, camps: dict[str, Any] | None = None) -> None:
-    """judging → completed. ``camps``: what the caller's ``topic_lock_for_completion`` returned, if it called it."""
-    _change_status(
-        topic, S.COMPLETED, reason="verdict accepted", events=[(EventKind.VERDICT_POSTED, verdict_data(verdict))]
-    )
+def _ballots(topic: Topic) -> list[Ballot]:
+    return list(Ballot.objects.filter(topic=topic).select_related("judge", "seat").order_by("seat__seat"))
+
+
+def topic_record_ballot(topic: Topic, *, ballot: Ballot, now: datetime, seats: Seats) -> Verdict | None:
+    """A judge's ballot is in (``services.verdict_create`` wrote it): ``ballot_posted``, and the verdict once every
+    seat has voted. ``seats``: what the caller's ``topic_lock_for_completion`` returned before it wrote the ballot.
+    Returns the topic's verdict when this ballot completed the topic."""
+    if topic.status != S.JUDGING:
+        raise TransitionError(f"topic {topic.pk}: ballots are cast while judging, not {topic.status}")
+    ballots = _ballots(topic)  # exact: ballots are only written under the topic's lock, which the caller holds
+    if topic.is_panel:
+        # Who voted and how many, not how: a panel's ballots stay sealed until the topic completes.
+        # (A single judge's ballot is the verdict: its verdict_posted follows at once, as before panels.)
+        posted = {"seat": ballot.seat.seat, "judge": agent_ref(ballot.judge), "ballots": len(ballots)}
+        posted |= {"of": topic.judge_count, "created_at": timestamp(ballot.created_at)}
+        topic_append_events(topic, [(EventKind.BALLOT_POSTED, posted)])
+    if len(ballots) < topic.judge_count:
+        return None
+    return _decide(topic, ballots, now=now, reason="verdict accepted", seats=seats)
+
+
+def _decide(topic: Topic, ballots: list[Ballot], *, now: datetime, reason: str, seats: Seats | None = None) -> Verdict:
+    """Write the topic's verdict from ``ballots`` (``topics.panels``) and complete the topic."""
+    # Before the verdict's foreign key touches the first judge's row; the API's caller took them already.
+    seats = seats or topic_lock_for_completion(topic)
+    schema = topic.verdict_schema.schema
+    outcomes = [verdict_outcome(schema, b.verdict) for b in ballots]
+    # A panel's schema has an outcome (Topic.clean); a single judge's may not, and then there is no split.
+    result = panels.decide(outcomes) if topic.is_panel or None not in outcomes else None
+    fields: dict[str, Any] = {"split": result.split, "tally": result.tally} if result else {}
+    if not topic.is_panel:
+        [ballot] = ballots
+        fields |= {"judge": ballot.judge, "verdict": ballot.verdict, "rationale": ballot.rationale}
+    else:
+        described = "no majority: a draw" if result.tally[result.outcome] * 2 <= len(ballots) else result.outcome
+        fields |= {
+            "judge_id": seats[(CampName.JUDGE, 0)],
+            "verdict": verdict_of_outcome(schema, result.outcome) or {"outcome": result.outcome},
+            "rationale": f"{len(ballots)} of {topic.judge_count} judges voted, {result.split}: {described}.",
+        }
+    verdict = Verdict.objects.create(topic=topic, **fields)
+    topic_complete(topic, verdict=verdict, now=now, ballots=ballots, reason=reason, seats=seats)
+    return verdict
+
+
+def topic_complete(
+    topic: Topic,
+    *,
+    verdict: Verdict,
+    now: datetime,
+    ballots: list[Ballot] | None = None,
+    reason: str = "",
+    seats: Seats | None = None,
+) -> None:
+    """judging → completed with ``verdict`` (already written); ``ballots`` default to the topic's stored ones;
+    ``seats``: what the caller's ``topic_lock_for_completion`` returned, if it did."""
+    ballots = _ballots(topic) if ballots is None else ballots
+    events: list[Event] = [(EventKind.VERDICT_POSTED, verdict_data(verdict, ballots))]
+    if topic.blind_judging:
+        # The reveal: the stream showed the debaters masked until now.
+        debaters = Camp.objects.filter(topic=topic, camp__in=(CampName.PRO, CampName.CON)).select_related("agent")
+        events.append((EventKind.IDENTITIES_REVEALED, {c.camp: agent_ref(c.agent) for c in debaters}))
+    _change_status(topic, S.COMPLETED, reason=reason or "verdict accepted", events=events)
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
     # The agents' locks order rating changes among completions that share an agent.
-    camps = camps or topic_lock_for_completion(topic, verdict=verdict.verdict)
-    ratings.topic_record_rating(topic, verdict=verdict, camps=camps, now=now)
+    seats = seats or topic_lock_for_completion(topic)
+    ratings.topic_record_rating(topic, verdict=verdict, seats=seats, now=now, ballots=ballots)
     completed = _about(topic, verdict=verdict.verdict)
-    agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in camps.values()])
+    agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in sorted(set(seats.values()))])
     topic_announce(topic, AnnouncementKind.TOPIC_COMPLETED, now=now, verdict=verdict)
 
 
 def topic_expire_verdict(topic: Topic, *, now: datetime) -> None:
+    """At ``verdict_due_at``: a quorum of ballots (a majority of the seats) decides; fewer cancel the topic."""
     if topic.status != S.JUDGING:
         raise TransitionError(f"topic {topic.pk}: no verdict deadline applies in {topic.status}")
-    _cancel(topic, f"no verdict by {timestamp(topic.verdict_due_at)}", now=now)
+    due = timestamp(topic.verdict_due_at)
+    ballots = _ballots(topic) if topic.is_panel else []
+    if topic.is_panel and len(ballots) >= topic.ballot_quorum:
+        _decide(topic, ballots, now=now, reason=f"verdict due by {due}: {len(ballots)} of {topic.judge_count} ballots")
+        return
+    if topic.is_panel:
+        reason = f"no verdict by {due}: {len(ballots)} of {topic.judge_count} ballots, {topic.ballot_quorum} needed"
+    else:
+        reason = f"no verdict by {due}"
+    _cancel(topic, reason, now=now)
 
 
 def topic_cancel(topic: Topic, *, reason: str, now: datetime) -> None:
@@ -428,7 +522,7 @@ def _cancel(topic: Topic, reason: str, *, now: datetime) -> None:
     events = _round_close(_round_current(topic), now=now) if topic.status == S.DEBATING else []
     # Who was told anything about the topic: its camps once allocated, else everyone signed up.
     signed_up = Signup.objects.filter(topic=topic).values_list("agent_id", flat=True)
-    concerned = list(_camps(topic).values()) or list(signed_up)
+    concerned = sorted(set(_seats(topic).values())) or list(signed_up)
     _change_status(topic, S.CANCELLED, reason=reason, events=events)
     cancelled = _about(topic, reason=reason)
     agent_events_append([(agent_id, A.TOPIC_CANCELLED, cancelled) for agent_id in concerned])

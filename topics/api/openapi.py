@@ -11,11 +11,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from topics.api.serializers import FIELD_ERRORS_SCHEMA, ErrorOut
+
+# --- agent text: what the server refuses, said in the schema -----------------------------
+
+# Not blank once stripped (Python's str.strip: ASCII and Unicode spaces), and no C0 control character
+# but TAB, LF and CR, nor DEL (``topics.validation``): a client generating from the document gets no
+# surprise 400. The byte limit is in the field's description.
+_SPACES = r"\t\n\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+TEXT_PATTERN = rf"^[{_SPACES}]*[^\x00-\x20\x7f{_SPACES}][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
+class TextFieldExtension(OpenApiSerializerFieldExtension):
+    """``serializers.Text`` (argument content, verdict rationale) as a string with ``TEXT_PATTERN``."""
+
+    target_class = "topics.api.serializers.Text"
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "pattern": TEXT_PATTERN}
+
 
 # --- the error answers each endpoint can give ------------------------------------
 
@@ -124,7 +143,11 @@ EVENT_STREAM_OPERATION: dict[str, Any] = {
     "description": (
         "A `text/event-stream`: each TopicEvent as `id: <seq>`, `event: <kind>`, `data: <json>`; "
         "a comment line every 15 s; the stream ends after the topic's terminal event. "
-        "Resume with `Last-Event-ID: N` or `?after=N` to get every event after N, none twice."
+        "Resume with `Last-Event-ID: N` or `?after=N` to get every event after N, none twice. "
+        "Kinds: `status_changed`, `camps_allocated`, `round_opened`, `round_closed`, `argument_posted`, "
+        "`ballot_posted` (a panel judge voted: seat, judge, ballots so far, of; never how), `verdict_posted` "
+        "(with every ballot and the split), `identities_revealed` (a blind topic's debaters, at completion), "
+        '`topic_cancelled`. On a blind topic the debaters read `{"id": null, "name": "pro"}` until then.'
     ),
     "tags": ["topics"],
     "parameters": [

@@ -14,6 +14,7 @@ from topics import ratings
 from topics.models import (
     Agent,
     Argument,
+    Ballot,
     Camp,
     CampName,
     Outcome,
@@ -25,6 +26,7 @@ from topics.models import (
     VerdictSchema,
 )
 from topics.next_action import NextAction
+from topics.representations import ballot_data, camps_data, debater_ref
 from topics.validation import json_size, json_text_problem, text_problem
 from topics.verdict_schemas import verdict_problems
 
@@ -181,9 +183,24 @@ class RoundOut(serializers.ModelSerializer):
         fields = ["round_no", "opens_at", "closes_at", "closed_at"]
 
 
+class ShownAgentOut(serializers.Serializer):
+    """An agent as a topic shows it: a blind topic's debaters read ``{"id": null, "name": "pro"}`` until completion."""
+
+    id = serializers.UUIDField(allow_null=True, help_text="null while a blind topic hides this debater.")
+    name = serializers.CharField(help_text="The agent's name, or its camp while a blind topic hides it.")
+
+    class Meta:
+        ref_name = "ShownAgent"
+
+
 CampsOut = inline_serializer(
     "Camps",
-    fields={"pro": AgentOut(), "con": AgentOut(), "judge": AgentOut()},
+    fields={
+        "pro": ShownAgentOut(),
+        "con": ShownAgentOut(),
+        "judge": AgentOut(help_text="The first judge seat."),
+        "judges": AgentOut(many=True, help_text="Every judge seat, in seat order (one for a single judge)."),
+    },
     allow_null=True,
 )
 
@@ -218,6 +235,8 @@ class TopicOut(serializers.ModelSerializer):
             "current_round",
             "rounds",
             "verdict_schema",
+            "judge_count",
+            "blind_judging",
             "camps",
             "cancelled_reason",
             "created_at",
@@ -229,28 +248,80 @@ class TopicOut(serializers.ModelSerializer):
 
     @extend_schema_field(CampsOut)
     def get_camps(self, topic: Topic) -> dict | None:
-        camps = {c.camp: AgentOut(c.agent).data for c in topic.camps.all()}
-        return camps or None
+        return camps_data(topic, ((c.camp, c.seat, c.agent) for c in topic.camps.all()))
 
 
 class ArgumentOut(serializers.ModelSerializer):
+    """An argument; on a blind topic its debater reads ``{"id": null, "name": "<camp>"}`` until completion."""
+
+    # Needs context["topic"]: the arguments' topic, which decides whether the debaters are masked.
+
     round_no = serializers.IntegerField(source="round.round_no")
-    agent = AgentOut()
+    agent = serializers.SerializerMethodField()
 
     class Meta:
         ref_name = "Argument"
         model = Argument
         fields = ["id", "round_no", "camp", "agent", "content", "created_at"]
 
+    @extend_schema_field(ShownAgentOut)
+    def get_agent(self, argument: Argument) -> dict:
+        return debater_ref(self.context["topic"], argument.agent, argument.camp)
 
-class VerdictOut(serializers.ModelSerializer):
+
+class BallotOut(serializers.ModelSerializer):
+    """One judge's ballot; a single judge's is also the topic's verdict."""
+
     judge = AgentOut()
     verdict = serializers.JSONField()
 
     class Meta:
+        ref_name = "Ballot"
+        model = Ballot
+        fields = ["judge", "verdict", "rationale", "created_at"]
+
+
+class VerdictOut(serializers.ModelSerializer):
+    """The topic's decision: a single judge's verdict, or a panel's majority, with every ballot and the split."""
+
+    # Needs context["ballots"]: the topic's ballots in seat order.
+
+    judge = AgentOut(help_text="The judge; for a panel, the first seat.")
+    verdict = serializers.JSONField(
+        help_text="The judge's verdict; for a panel, the majority outcome at the schema's outcome pointer."
+    )
+    ballots = serializers.SerializerMethodField()
+    split = serializers.SerializerMethodField()
+    tally = serializers.SerializerMethodField()
+
+    class Meta:
         ref_name = "Verdict"
         model = Verdict
-        fields = ["judge", "verdict", "rationale", "created_at"]
+        fields = ["judge", "verdict", "rationale", "created_at", "ballots", "split", "tally"]
+
+    @extend_schema_field(BallotOut(many=True))
+    def get_ballots(self, verdict: Verdict) -> list[dict]:
+        return [ballot_data(b) for b in self.context["ballots"]]
+
+    @extend_schema_field(
+        serializers.CharField(
+            allow_null=True,
+            help_text='Ballots per outcome, largest first ("2-1", "3-0", "1-1-1"); null if the schema has no outcome.',
+        )
+    )
+    def get_split(self, verdict: Verdict) -> str | None:
+        return verdict.split or None
+
+    @extend_schema_field(
+        inline_serializer(
+            "Tally",
+            fields={o: serializers.IntegerField() for o in Outcome.values},
+            allow_null=True,
+            help_text="Ballots per outcome; null when the schema has no outcome.",
+        )
+    )
+    def get_tally(self, verdict: Verdict) -> dict | None:
+        return verdict.tally
 
 
 class SignupOut(serializers.ModelSerializer):
@@ -317,6 +388,10 @@ class RecordOut(serializers.Serializer):
     losses = serializers.IntegerField()
     draws = serializers.IntegerField()
     judged = serializers.IntegerField(help_text="Public rated debates judged.")
+    panel_ballots = serializers.IntegerField(help_text="Ballots cast on public rated judge panels.")
+    agreement = serializers.FloatField(
+        allow_null=True, help_text="The share of panel ballots that matched the panel's outcome; null before any."
+    )
 
     class Meta:
         ref_name = "Record"

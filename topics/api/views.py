@@ -47,6 +47,7 @@ from topics.api.serializers import (
     AgentPublicOut,
     ArgumentIn,
     ArgumentOut,
+    BallotOut,
     MeOut,
     RankedAgentOut,
     SignupIn,
@@ -256,13 +257,13 @@ class TopicViewSet(viewsets.GenericViewSet):
         query = TranscriptQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         round_no = query.validated_data.get("round")
-        return _conditional(
-            request,
-            tag,
-            lambda: Response(
-                [argument_row_data(row) for row in selectors.transcript_rows(topic_id=topic_id, round_no=round_no)]
-            ),
-        )
+
+        def build() -> Response:
+            shown = selectors.topic_masking_row(topic_id=topic_id)
+            rows = selectors.transcript_rows(topic_id=topic_id, round_no=round_no)
+            return Response([argument_row_data(row, shown) for row in rows])
+
+        return _conditional(request, tag, build)
 
     @extend_schema(
         operation_id="arguments_create",
@@ -289,13 +290,13 @@ class TopicViewSet(viewsets.GenericViewSet):
         argument = services.argument_create(topic_id=_topic_id(pk), agent=request.user, content=body["content"])
         # The event's payload is exactly ArgumentOut's shape (tests hold them equal) and costs
         # nothing more to reuse; a ModelSerializer here was a measurable share of the write path.
-        return Response(argument_data(argument), status=status.HTTP_201_CREATED)
+        return Response(argument_data(argument, argument.topic), status=status.HTTP_201_CREATED)
 
     # --- verdict -------------------------------------------------------------
 
     @extend_schema(
         operation_id="verdict_retrieve",
-        summary="The verdict, once the judge has posted it",
+        summary="The verdict once the topic is decided, with every ballot and the panel's split",
         parameters=CONDITIONAL_PARAMETERS,
         responses={
             200: VerdictOut,
@@ -312,7 +313,7 @@ class TopicViewSet(viewsets.GenericViewSet):
             verdict = selectors.verdict_by_topic(topic_id=topic_id)
             if verdict is None:
                 raise VerdictNotFound()
-            return Response(verdict_data(verdict))
+            return Response(verdict_data(verdict, selectors.ballots_for(topic_id=topic_id)))
 
         tag = conditional.verdict_tag(topic_id=topic_id, agent=request.user, uri=request.build_absolute_uri())
         if tag is None:
@@ -323,7 +324,7 @@ class TopicViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         operation_id="verdict_create",
-        summary="Post the verdict (judge only); the topic becomes completed",
+        summary="Post your ballot (seated judges only); the topic completes when every seat has voted",
         request=VerdictIn,
         examples=[
             OpenApiExample(
@@ -333,13 +334,14 @@ class TopicViewSet(viewsets.GenericViewSet):
             )
         ],
         responses={
-            201: VerdictOut,
+            201: BallotOut,
             **AUTH_REQUIRED,
-            403: error_response_doc("`not_the_judge`: only this topic's judge may post the verdict."),
+            403: error_response_doc("`not_the_judge`: only this topic's seated judges may post a ballot."),
             **NOT_FOUND,
             **WRITE_ERRORS,
             409: error_response_doc(
-                "`verdict_exists`, or `verdict_not_open` (before debate_end_at, after the deadline, finished)."
+                "`verdict_exists` (your ballot is in, or the topic is decided), or `verdict_not_open` "
+                "(before debate_end_at, after the deadline, finished)."
             ),
             **NOT_ACCEPTABLE,
             **UNAVAILABLE,
@@ -350,13 +352,13 @@ class TopicViewSet(viewsets.GenericViewSet):
         topic = self._topic_for_caller(request, pk)
         body = VerdictIn(data=request.data, context={"schema": topic.verdict_schema.schema})
         body.is_valid(raise_exception=True)
-        verdict = services.verdict_create(
+        ballot = services.verdict_create(
             topic_id=topic.pk,
             judge=request.user,
             verdict=body.validated_data["verdict"],
             rationale=body.validated_data["rationale"],
         )
-        return Response(VerdictOut(verdict).data, status=status.HTTP_201_CREATED)
+        return Response(BallotOut(ballot).data, status=status.HTTP_201_CREATED)
 
 
 class MeView(APIView):

@@ -13,7 +13,7 @@
   if (!main || main.dataset.live !== "true" || !("EventSource" in window)) return;
 
   const KINDS = ["status_changed", "camps_allocated", "round_opened", "round_closed", "argument_posted",
-    "verdict_posted", "topic_cancelled", "ballot_posted"];
+    "verdict_posted", "topic_cancelled", "ballot_posted", "identities_revealed"];
   const REGIONS = ["status", "timeline", "camps", "transcript", "verdict"];
   let lastId = Number(main.dataset.after) || 0;
   let source = null;

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from dialectic.config import parse_duration
 from topics import rules
-from topics.models import DEFAULT_VERDICT_SCHEMA, Topic, VerdictSchema, Visibility
+from topics.models import DEFAULT_VERDICT_SCHEMA, JUDGE_COUNTS, Topic, VerdictSchema, Visibility
 
 # option → default (DESIGN.md's "Operator commands"; the admin's add form uses the same ones).
 DURATIONS = {
@@ -41,7 +41,8 @@ class Command(BaseCommand):
     help = (
         "Schedule a debate topic relative to now. Signup opens after --opens-in and stays open for --signup-for; "
         "the debate starts --gap after signup closes and lasts --debate-for, split into --rounds equal rounds; "
-        "--verdict-within sets the verdict deadline after the debate ends. Durations: 90s, 10m, 1h30m, 15. "
+        "--verdict-within sets the verdict deadline after the debate ends; --judges seats a panel, --blind hides "
+        "the debaters from everyone but themselves until completion. Durations: 90s, 10m, 1h30m, 15. "
         "Prints the new topic's id on the last line."
     )
 
@@ -55,6 +56,17 @@ class Command(BaseCommand):
         parser.add_argument("--debate-for", metavar="DURATION", default=_spelled(DURATIONS["debate_for"]))
         parser.add_argument("--rounds", type=round_count, metavar="N", default=rules.DEFAULT_ROUNDS)
         parser.add_argument("--verdict-within", metavar="DURATION", help="Default: no verdict deadline.")
+        parser.add_argument(
+            "--judges",
+            type=int,
+            choices=JUDGE_COUNTS,
+            metavar="N",
+            default=1,
+            help="Judge seats: 1 (default), or a panel of 3, 5 or 7 decided by majority.",
+        )
+        parser.add_argument(
+            "--blind", action="store_true", help="Blind judging: debaters shown as their camp until completion."
+        )
         parser.add_argument(
             "--schema",
             metavar="NAME",
@@ -82,6 +94,8 @@ class Command(BaseCommand):
             summary=str(options["summary"]).strip(),
             visibility=options["visibility"],
             round_count=options["rounds"],
+            judge_count=options["judges"],
+            blind_judging=options["blind"],
             verdict_schema=schema,
             **moments,
         )
@@ -97,6 +111,7 @@ class Command(BaseCommand):
             f"signup {topic.signup_open_at:{when}} → {topic.signup_close_at:{when}}, "
             f"debate {topic.debate_start_at:{when}} → {topic.debate_end_at:{when}} in {topic.round_count} round(s), "
             f"verdict due {f'{topic.verdict_due_at:{when}}' if topic.verdict_due_at else 'whenever'}"
+            f"{f', {topic.judge_count} judges' if topic.is_panel else ''}{', blind' if topic.blind_judging else ''}"
         )
         self.stdout.write(str(topic.id))
 
@@ -118,6 +133,7 @@ FIELD_OPTIONS = {
     "debate_end_at": "--debate-for",
     "verdict_due_at": "--verdict-within",
     "round_count": "--rounds",
+    "judge_count": "--judges",
 }
 
 
