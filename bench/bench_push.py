@@ -52,7 +52,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import percentile  # noqa: E402
+from bench.common import percentile, stream_frames  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
 from devtools.fabric_receiver import FabricServer  # noqa: E402
 from devtools.processes import Stack  # noqa: E402
@@ -134,34 +134,12 @@ class Listener:
 
 
 async def listen(port: int, listener: Listener) -> None:
-    """One agent stream: decode the chunked body, split frames, stamp every event's arrival."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"GET /api/agents/me/events/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {listener.token}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
-            listener.failure = head.decode(errors="replace").splitlines()[0]
-            listener.connected.set()
-            return
-        listener.connected.set()
-        buffer = b""
-        while True:
-            size = int((await reader.readline()).strip(), 16)
-            if size == 0:
-                return
-            buffer += (await reader.readexactly(size + 2))[:-2]
-            *frames, buffer = buffer.split(b"\n\n")
-            arrived = time.time()
-            for frame in frames:
-                if frame.startswith(b"id: "):
-                    listener.received.append((int(frame[4 : frame.index(b"\n")]), arrived))
-    except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
+    """One agent stream: stamp every event's arrival (wall clock, as the events' created_at)."""
+    auth = f"Authorization: Bearer {listener.token}\r\n"
+    async for frames, arrived in stream_frames(port, "/api/agents/me/events/", listener, headers=auth):
+        for frame in frames:
+            if frame.startswith(b"id: "):
+                listener.received.append((int(frame[4 : frame.index(b"\n")]), arrived))
 
 
 def burst(topic_ids: list[uuid.UUID]) -> float:

@@ -50,6 +50,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
+from bench.common import stream_frames  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
 from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
 
@@ -154,35 +155,13 @@ class Listener:
 
 
 async def listen(port: int, listener: Listener) -> None:
-    """One SSE connection: decode the chunked body, split frames, time every argument_posted."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(
-            f"GET /api/topics/{listener.topic_id}/events/ HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
-            listener.failure = head.decode(errors="replace").splitlines()[0]
-            listener.connected.set()
-            return
-        listener.connected.set()
-        buffer = b""
-        while True:
-            size = int((await reader.readline()).strip(), 16)
-            if size == 0:
-                return
-            buffer += (await reader.readexactly(size + 2))[:-2]
-            *frames, buffer = buffer.split(b"\n\n")
-            arrived = time.monotonic()
-            for frame in frames:
-                if b"\nevent: argument_posted\n" in frame:
-                    data = frame.split(b"\ndata: ", 1)[1]
-                    listener.received[json.loads(data)["id"]] = arrived
-    except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
+    """One SSE connection: time every argument_posted (monotonic clock)."""
+    path = f"/api/topics/{listener.topic_id}/events/"
+    async for frames, arrived in stream_frames(port, path, listener, clock=time.monotonic):
+        for frame in frames:
+            if b"\nevent: argument_posted\n" in frame:
+                data = frame.split(b"\ndata: ", 1)[1]
+                listener.received[json.loads(data)["id"]] = arrived
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""What the load generators share: argument bodies, a minimal keep-alive HTTP/1.1 client, percentiles.
+"""What the load generators share: argument bodies, a minimal keep-alive HTTP/1.1 client, an SSE reader, percentiles.
 
 The benchmarks' environment, databases and processes come from ``devtools``.
 """
@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 WORDS = ["argument", "evidence", "reason", "claim", "rebuttal", "premise"]
 WORDS += ["λόγος", "доказательство", "論拠", "दलील", "🙂", "therefore"]
@@ -48,6 +51,39 @@ async def read_response(reader: asyncio.StreamReader, headers: dict[str, str] | 
         await reader.readline()
     await reader.readline()
     return status, body
+
+
+async def stream_frames(
+    port: int, path: str, listener: Any, *, headers: str = "", clock: Callable[[], float] = time.time
+) -> AsyncIterator[tuple[list[bytes], float]]:
+    """GET an event stream on 127.0.0.1; yields each read's complete SSE frames with the ``clock`` time they arrived.
+
+    ``listener`` gets ``connected`` set once the answer's head is in, and ``failure`` (the status line) when it
+    is not a chunked 200. Ends quietly when the server closes the stream or the reading task is cancelled.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Accept: text/event-stream\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or b"chunked" not in head.lower():
+            listener.failure = head.decode(errors="replace").splitlines()[0]
+            listener.connected.set()
+            return
+        listener.connected.set()
+        buffer = b""
+        while True:
+            size = int((await reader.readline()).strip(), 16)
+            if size == 0:
+                return
+            buffer += (await reader.readexactly(size + 2))[:-2]
+            *frames, buffer = buffer.split(b"\n\n")
+            yield frames, clock()
+    except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:
