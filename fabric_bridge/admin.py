@@ -1,4 +1,4 @@
-"""Announcements in the admin: read-only outbox rows plus a "retry now" action."""
+"""Announcements and webhook deliveries in the admin: read-only outbox rows plus a "retry now" action."""
 
 from __future__ import annotations
 
@@ -16,14 +16,35 @@ from fabric_bridge.models import Announcement, WebhookDelivery
 from fabric_bridge.services import announcement_retry_now, webhook_delivery_retry_now
 
 
+class OutboxRowAdmin(admin.ModelAdmin):
+    """What both outboxes' rows share in the admin: delivery owns every field; staff act through "retry now"."""
+
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Announcement | WebhookDelivery | None = None) -> bool:
+        return False
+
+    @admin.display(description="last error")
+    def short_error(self, obj: Announcement | WebhookDelivery) -> str:
+        return Truncator(obj.last_error).chars(80)
+
+    def _say_retried(self, request: HttpRequest, *, retried: int, selected: int, what: str) -> None:
+        text = f"{retried} {what} queued for the next ticker pass."
+        if skipped := selected - retried:
+            text += f" {skipped} skipped (already sent, or changed meanwhile)."
+        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+
+
 @admin.register(Announcement)
-class AnnouncementAdmin(admin.ModelAdmin):
+class AnnouncementAdmin(OutboxRowAdmin):
     list_display = ["created_at", "kind", "topic", "status", "attempts", "next_attempt_at", "short_error", "sent_at"]
     list_filter = ["status", "kind"]
     search_fields = ["=id", "topic__title", "=topic__id", "last_error"]
     list_select_related = ["topic"]
-    date_hierarchy = "created_at"
-    actions = ["retry_now"]
     fields = [
         "id",
         "topic",
@@ -40,16 +61,6 @@ class AnnouncementAdmin(admin.ModelAdmin):
     # Delivery owns every field; staff act through "retry now" only.
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Announcement | None = None) -> bool:
-        return False
-
-    @admin.display(description="last error")
-    def short_error(self, obj: Announcement) -> str:
-        return Truncator(obj.last_error).chars(80)
-
     @admin.display(description="content (markdown as sent)")
     def content(self, obj: Announcement) -> str:
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.payload.get("content", ""))
@@ -64,11 +75,7 @@ class AnnouncementAdmin(admin.ModelAdmin):
         retried = sum(
             announcement_retry_now(announcement_id=pk, now=now) for pk in queryset.values_list("pk", flat=True)
         )
-        skipped = queryset.count() - retried
-        text = f"{retried} announcement(s) queued for the next ticker pass."
-        if skipped:
-            text += f" {skipped} skipped (already sent, or changed meanwhile)."
-        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+        self._say_retried(request, retried=retried, selected=queryset.count(), what="announcement(s)")
         if missing := missing_settings():
             self.message_user(
                 request,
@@ -78,13 +85,11 @@ class AnnouncementAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(OutboxRowAdmin):
     list_display = ["created_at", "kind", "seq", "agent", "status", "attempts", "next_attempt_at", "short_error"]
     list_filter = ["status", "kind"]
     search_fields = ["=id", "=webhook__agent__id", "webhook__agent__name", "webhook__url", "last_error"]
     list_select_related = ["webhook__agent"]
-    date_hierarchy = "created_at"
-    actions = ["retry_now"]
     fields = [
         "id",
         "agent",
@@ -102,12 +107,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     # Delivery owns every field; staff act through "retry now" only.
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
-        return False
-
     @admin.display(description="agent")
     def agent(self, obj: WebhookDelivery) -> str:
         return str(obj.webhook.agent)
@@ -115,10 +114,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="URL")
     def url(self, obj: WebhookDelivery) -> str:
         return obj.webhook.url
-
-    @admin.display(description="last error")
-    def short_error(self, obj: WebhookDelivery) -> str:
-        return Truncator(obj.last_error).chars(80)
 
     @admin.display(description="body (as posted, signed at each attempt)")
     def body(self, obj: WebhookDelivery) -> str:
@@ -130,8 +125,5 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         retried = sum(
             webhook_delivery_retry_now(delivery_id=pk, now=now) for pk in queryset.values_list("pk", flat=True)
         )
-        skipped = queryset.count() - retried
-        text = f"{retried} webhook deliver{'y' if retried == 1 else 'ies'} queued for the next ticker pass."
-        if skipped:
-            text += f" {skipped} skipped (already sent, or changed meanwhile)."
-        self.message_user(request, text, messages.SUCCESS if retried else messages.WARNING)
+        what = f"webhook deliver{'y' if retried == 1 else 'ies'}"
+        self._say_retried(request, retried=retried, selected=queryset.count(), what=what)
