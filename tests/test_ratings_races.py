@@ -73,15 +73,18 @@ def test_concurrent_completions_give_the_ratings_a_rebuild_gives():
     assert stored() == live
 
 
-def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
-    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+def completions_beside_rebuilds(staged: list, rebuild) -> tuple[list, list]:
+    """All ``staged`` verdicts posted together while a thread calls ``rebuild()`` over and over.
+
+    Returns the threads' answers and what each rebuild returned (or raised: the list ends there).
+    """
     done = threading.Event()
     rebuilds: list = []
 
     def rebuild_until_done():
         try:
             while not done.is_set():
-                rebuilds.append(ratings.ratings_rebuild(chunk=2))
+                rebuilds.append(rebuild())
         except BaseException as exc:
             rebuilds.append(exc)
         finally:
@@ -95,9 +98,13 @@ def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
         done.set()
         rebuilder.join(timeout=60)
     assert not rebuilder.is_alive()
-    assert rebuilds and not any(isinstance(r, BaseException) for r in rebuilds), [
-        r for r in rebuilds if isinstance(r, BaseException)
-    ]
+    assert rebuilds and [r for r in rebuilds if isinstance(r, BaseException)] == []
+    return results, rebuilds
+
+
+def test_a_rebuild_beside_concurrent_completions_loses_none_of_them():
+    staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
+    results, _ = completions_beside_rebuilds(staged, lambda: ratings.ratings_rebuild(chunk=2))
     assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
     live = stored()
     assert sum(games for _, _, _, games, *_ in live.values()) == 2 * len(staged)
@@ -235,29 +242,13 @@ def test_a_rebuild_rewriting_every_row_beside_completions_never_deadlocks():
     in a circle, so no transaction is rolled back and rerun.
     """
     staged = staged_tournament(THREADS * TOPICS_PER_THREAD)
-    done = threading.Event()
-    rebuilds: list = []
 
-    def drift_and_rebuild_until_done():
-        try:
-            while not done.is_set():
-                AgentRating.objects.update(judged=F("judged") + 100)
-                rebuilds.append(ratings.ratings_rebuild(chunk=2))
-        except BaseException as exc:
-            rebuilds.append(exc)
-        finally:
-            connection.close()
+    def drift_and_rebuild():
+        AgentRating.objects.update(judged=F("judged") + 100)
+        return ratings.ratings_rebuild(chunk=2)
 
     lost_before = db.retries.count
-    rebuilder = threading.Thread(target=drift_and_rebuild_until_done)
-    rebuilder.start()
-    try:
-        results = fire_together(verdicts(staged))
-    finally:
-        done.set()
-        rebuilder.join(timeout=60)
-    assert not rebuilder.is_alive()
-    assert [r for r in rebuilds if isinstance(r, BaseException)] == []
+    results, rebuilds = completions_beside_rebuilds(staged, drift_and_rebuild)
     assert any(r.changed for r in rebuilds), "no rebuild had anything to rewrite"
     assert all(r == [201] * TOPICS_PER_THREAD for r in results), results
     assert db.retries.count == lost_before, "a transaction lost a deadlock and was rerun"
