@@ -14,12 +14,12 @@ transaction, with the webhook deliveries they imply.
 The lock order, the one every writer follows (docs/architecture.md#lock-order):
 
 1. the topic row (``topic_lock``, ``topic_lock_any``);
-2. a rated completion only: the ``RatingLedger`` row in share mode
-   (``topic_lock_for_completion``);
-3. the agents' rows, all in one statement in primary-key order
-   (``topic_lock_agents``, ``agents_lock``);
-4. then rows that refer to those agents are inserted or changed (a verdict,
-   AgentEvents, webhook deliveries, ratings).
+2. a ballot, verdict or completion of a rated topic only: the ``RatingLedger``
+   row in share mode (``topic_lock_for_completion``);
+3. the agents' rows (every seat's, a panel's judges included), all in one
+   statement in primary-key order (``topic_lock_agents``, ``agents_lock``);
+4. then rows that refer to those agents are inserted or changed (ballots, a
+   verdict, AgentEvents, webhook deliveries, ratings).
 
 Agents before step 4 because an insert's foreign-key check takes a shared
 lock on the agent's row, and two transactions that then both want it
