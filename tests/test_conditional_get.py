@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -16,7 +17,7 @@ from tests.test_admin import change_url, submit
 from topics import selectors, services, transitions
 from topics.api import serializers
 from topics.api.pagination import StrictPageNumberPagination
-from topics.models import Agent, Topic
+from topics.models import Agent, AgentRating, Topic
 
 pytestmark = pytest.mark.django_db
 
@@ -280,3 +281,13 @@ def test_unrelated_time_passing_keeps_the_tag(completed):
     later = timezone.now() + timedelta(seconds=30)  # last_seen_at is written at most once a minute
     with time_machine.travel(later, tick=False):
         assert api.get("/api/agents/me/", HTTP_IF_NONE_MATCH=tag).status_code == 304
+
+
+@pytest.mark.parametrize("field", ["mu", "judged", "panel_ballots", "agreed"])
+def test_a_rating_row_rewritten_by_a_rebuild_changes_agents_me(completed, field):
+    # A rebuild can correct one column of a rating row without any event: the tag must still move.
+    api = completed.judge.client()
+    api.get("/api/agents/me/")
+    before = _tag(api, "/api/agents/me/")
+    AgentRating.objects.filter(agent=completed.judge.agent).update(**{field: F(field) + 1})
+    assert _tag(api, "/api/agents/me/") != before

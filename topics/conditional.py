@@ -146,7 +146,8 @@ def me_tag(*, agent: Agent, now: datetime) -> str:
             "rating__losses",
             "rating__draws",
             "rating__judged",
-            "event_seq",
+            "rating__panel_ballots",
+            "rating__agreed",
             "webhook__url",
             "webhook__created_at",
             "webhook__last_success_at",
@@ -169,7 +170,9 @@ def me_tag(*, agent: Agent, now: datetime) -> str:
         .values_list("id", "event_seq", "status", "debate_start_at", "debate_end_at", "round_count", "my_signup")
     ]
     finished = list(selectors.assignment_topics_finished(agent=agent).values_list("id", "event_seq"))
-    who = (agent.pk, agent.name, agent.owner, agent.created_at, agent.last_seen_at)
+    # As the token's lookup read them, which is what the body shows (event_seq included: a fresh read here
+    # could count an event the body's older copy does not, and pin that body behind a current tag).
+    who = (agent.pk, agent.name, agent.owner, agent.created_at, agent.last_seen_at, agent.event_seq)
     return etag("me", who, standing, active, finished)
 
 

@@ -219,7 +219,10 @@ def ballots_for(*, topic_id: UUID | str) -> list[Ballot]:
 
 def topic_masking_row(*, topic_id: UUID | str) -> dict[str, Any]:
     """What decides whether the topic's debaters are masked (``representations.identities_hidden``)."""
-    return Topic.objects.filter(pk=topic_id).values("blind_judging", "status").get()
+    row = Topic.objects.filter(pk=topic_id).values("blind_judging", "status").first()
+    if row is None:  # deleted since the caller's ETag read found it
+        raise TopicNotFound()
+    return row
 
 
 # --- /api/agents/me/ ----------------------------------------------------------
