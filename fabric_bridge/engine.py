@@ -17,7 +17,10 @@ pass, and any number of tickers may run passes at once:
 3. **Record** each outcome with an UPDATE conditional on the claim's
    ``attempts`` (a fencing token): a ticker whose lease expired cannot
    overwrite the result of the one that re-claimed the row. The sends that
-   finished together are recorded in one transaction.
+   finished together are recorded in one transaction, and a thread starts
+   its next send only once one of the outcomes before it is recorded: no
+   more than ``concurrency`` sends are ever done but unrecorded, which is
+   what a killed ticker repeats.
 
 A pass must not hold the ticker's transitions back for long: no send starts
 once the outbox's ``budget`` is spent, and an outbox with one receiver
@@ -138,14 +141,22 @@ def _send_batch(
     halt = threading.Event()
     started = [0]
     lock = threading.Lock()
+    concurrency = max(1, min(outbox.concurrency, len(batch)))
+    # A send takes a slot, and its slot comes back only once its outcome is recorded: at most
+    # ``concurrency`` sends are ever done but not yet written down, so a ticker killed mid-pass
+    # sends again (same idempotency key) only those, one for Fabric's single sender.
+    slots = threading.Semaphore(concurrency)
 
     def work() -> None:
         # A session per thread: requests does not promise that one is safe to share.
         with requests.Session() as session:
             while not halt.is_set() and not should_stop() and time.monotonic() < deadline:
+                if not slots.acquire(timeout=STOP_POLL_SECONDS):
+                    continue
                 try:
                     claim = todo.get_nowait()
                 except queue.Empty:
+                    slots.release()
                     return
                 with lock:
                     started[0] += 1
@@ -160,10 +171,7 @@ def _send_batch(
                     halt.set()
                 done.put((claim, result))
 
-    workers = [
-        threading.Thread(target=work, name=f"{outbox.label}-send-{i}", daemon=True)
-        for i in range(max(1, min(outbox.concurrency, len(batch))))
-    ]
+    workers = [threading.Thread(target=work, name=f"{outbox.label}-send-{i}", daemon=True) for i in range(concurrency)]
     for worker in workers:
         worker.start()
     stopped = False
@@ -186,6 +194,8 @@ def _send_batch(
             except queue.Empty:
                 break
         record_outcomes(outbox, finished, now=clock())
+        for _ in finished:
+            slots.release()
     unsent = []
     while not todo.empty():
         unsent.append(todo.get_nowait())
