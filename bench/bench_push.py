@@ -39,7 +39,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import percentile, stream_frames  # noqa: E402
+from bench.common import allow_open_files, percentile, stream_frames  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
 from devtools.fabric_receiver import FabricServer  # noqa: E402
 from devtools.processes import Stack  # noqa: E402
@@ -261,8 +260,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=180.0, help="longest wait for a burst's events")
     args = parser.parse_args()
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.agents + 1000)), hard))
+    allow_open_files(args.agents)
 
     call_command("migrate", verbosity=0)
     seeded, webhook_agents = seed(args.agents)

@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-from bench.common import stream_frames  # noqa: E402
+from bench.common import allow_open_files, stream_frames  # noqa: E402
 from devtools.environments import bench_environment, create_mysql_database, require_mysql  # noqa: E402
 from devtools.processes import ChildProcess, free_port, wait_until_healthy, web_argv  # noqa: E402
 
@@ -319,10 +318,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3.0, help="pause after connecting, before measuring")
     args = parser.parse_args()
 
-    # Each listener is a socket here and one in the server (which inherits this limit).
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, 2 * args.listeners + 1000))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    allow_open_files(args.listeners)
 
     call_command("migrate", verbosity=0)
     debates = seed(args.topics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import resource
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -84,6 +85,13 @@ async def stream_frames(
         pass
     finally:
         writer.close()
+
+
+def allow_open_files(streams: int) -> None:
+    """Raise this process's open-file limit for ``streams`` connections (a socket here and one in the server,
+    which inherits the limit), within the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * streams + 1000)), hard))
 
 
 def percentile(values: list[float], fraction: float) -> float:
