@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar, overload
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
 
 logger = logging.getLogger("dialectic.db")
@@ -51,6 +52,15 @@ RETRYABLE_CODES = frozenset({ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT})
 # reads the winner's commit, so a second loss in a row is rare and a ninth
 # means something is wrong: the error then reaches the caller.
 ATTEMPTS = 8
+# On a Galera cluster a rerun can lose again to a *different* writer: every
+# node's transactions run side by side and conflict on any row they share, and
+# a row many transitions write (an agent's event_seq, for an agent in many
+# topics) is a hot spot for all of them. Measured with three tickers on three
+# nodes closing 180 topics over 40 agents on a loaded machine: each further
+# loss in a row about a third as likely as the one before, so eight attempts
+# ran out about once per run (docs/deploy.md, "Writes"). Sixteen make that
+# vanishingly rare at the cost of waiting up to ~3 s more, only when it happens.
+GALERA_ATTEMPTS = 16
 
 # Full jitter, capped exponential: attempt n waits uniform(0, min(CAP, BASE·2ⁿ)).
 # The random spread is what stops two losers from colliding again in lock step.
@@ -87,19 +97,22 @@ def run_in_transaction(
     *,
     durable: bool = False,
     using: str = DEFAULT_DB_ALIAS,
-    attempts: int = ATTEMPTS,
+    attempts: int | None = None,
     label: str | None = None,
 ) -> R:
     """Run ``fn()`` in a transaction; rerun it from the start when the database says it lost a race.
 
     ``durable=True`` also asserts that no transaction is open (the ticker's,
     the outbox's and the admin's per-row transactions). ``label`` names the
-    work in the INFO line a lost race logs.
+    work in the INFO line a lost race logs. ``attempts`` defaults to
+    ``ATTEMPTS``, or ``GALERA_ATTEMPTS`` with ``DATABASE_GALERA`` on.
     """
     if connections[using].in_atomic_block:
         # Part of someone else's transaction: only its owner can retry it.
         with transaction.atomic(using=using, durable=durable):
             return fn()
+    if attempts is None:
+        attempts = GALERA_ATTEMPTS if settings.DATABASE_GALERA else ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
             with transaction.atomic(using=using, durable=durable):

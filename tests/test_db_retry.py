@@ -14,8 +14,9 @@ LOST = OperationalError(db.ER_LOCK_DEADLOCK, "Deadlock found when trying to get 
 
 
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch):
+def no_backoff(monkeypatch, settings):
     monkeypatch.setattr(db, "BACKOFF_BASE", 0.0)
+    settings.DATABASE_GALERA = False  # the budget these tests count is one server's
 
 
 def losing(times: int, name: str):
@@ -68,6 +69,23 @@ def test_retries_are_bounded_then_the_error_reaches_the_caller():
     assert raised.value.args[0] == db.ER_LOCK_DEADLOCK
     assert len(calls) == db.ATTEMPTS
     assert not Agent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("galera", [False, True], ids=["one server", "Galera"])
+def test_a_cluster_gets_more_attempts_than_one_server(settings, galera):
+    # On a cluster a rerun can lose again to another node's writer; on one server it waits for the lock.
+    settings.DATABASE_GALERA = galera
+    budget = db.GALERA_ATTEMPTS if galera else db.ATTEMPTS
+    assert db.GALERA_ATTEMPTS > db.ATTEMPTS
+    work, calls = losing(budget - 1, "last-chance")
+    assert db.run_in_transaction(work) == "won"
+    assert len(calls) == budget
+    work, calls = losing(budget, "over-budget")
+    with pytest.raises(OperationalError):
+        db.run_in_transaction(work)
+    assert len(calls) == budget
+    assert list(Agent.objects.values_list("name", flat=True)) == [f"last-chance-{budget}"]
 
 
 @pytest.mark.django_db(transaction=True)
