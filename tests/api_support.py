@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from devtools.seeding import ensure_winner_schema
@@ -206,3 +206,24 @@ def _stage(
 def _step(topic: Topic, transition, *, now: datetime) -> None:
     with transaction.atomic():
         transition(transitions.topic_lock(topic.pk), now=now)
+
+
+def connection_id() -> int:
+    """This thread's MariaDB connection id (``waits_for_a_lock`` takes it)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return cursor.fetchone()[0]
+
+
+def waits_for_a_lock(connection_id: int) -> bool:
+    """MariaDB: whether that connection's transaction is waiting for a row lock right now.
+
+    Only that connection's: other processes on the server may be waiting too.
+    INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without readers, so
+    poll it slower than that (``wait_for(..., interval=0.25)``).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT trx_state FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s", [connection_id]
+        )
+        return any(state == "LOCK WAIT" for (state,) in cursor.fetchall())

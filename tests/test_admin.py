@@ -720,6 +720,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
     from django.test import Client
 
     from devtools.processes import wait_for
+    from tests.api_support import connection_id, waits_for_a_lock
 
     staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "a-long-staff-password")
     topic = make_topic(signup_for=timedelta(minutes=10), gap=timedelta(minutes=30))
@@ -738,9 +739,7 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
 
     def save() -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT CONNECTION_ID()")
-                saver_connection.append(cursor.fetchone()[0])
+            saver_connection.append(connection_id())
             responses.append(admin.post(change_url(topic), data))
         finally:
             connection.close()
@@ -751,17 +750,8 @@ def test_an_edit_waits_for_a_running_transition_and_is_checked_against_its_resul
         saver.start()
 
         def admin_is_waiting() -> bool:
-            if not saver_connection:
-                return False
-            with connection.cursor() as cursor:
-                # Only the saver's own transaction: other processes on this server may be waiting too.
-                cursor.execute(
-                    "SELECT trx_state FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = %s",
-                    [saver_connection[0]],
-                )
-                return any(state == "LOCK WAIT" for (state,) in cursor.fetchall())
+            return bool(saver_connection) and waits_for_a_lock(saver_connection[0])
 
-        # INNODB_TRX is a cache InnoDB refreshes only after 0.1 s without readers: poll slower than that.
         wait_for(admin_is_waiting, timeout=20, interval=0.25, message="the admin save never waited for the row lock")
         transitions.topic_close_signup(locked, now=now, rng=random.Random(4))
     saver.join(timeout=30)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from devtools.processes import wait_for
 from devtools.seeding import ensure_winner_schema
 from dialectic import db
-from tests.api_support import player, stage_topic
+from tests.api_support import connection_id, player, stage_topic, waits_for_a_lock
 from tests.test_api_races import fire_together
 from topics import ratings, services
 from topics.models import AgentRating, RatedOutcome, RatingLedger
@@ -206,14 +206,21 @@ def test_a_rated_verdict_waits_for_the_ledger_before_it_holds_its_agents():
     staged = stage_topic("judging", now=timezone.now())
     holding = threading.Event()
     failures: list = []
+    verdict_connection = connection_id()  # the test client runs the verdict on this thread's connection
 
     def swap_like() -> None:
-        # What ratings_rebuild's last transaction does: the ledger, a pause, a write to a debater's row.
+        # What ratings_rebuild's last transaction does: the ledger, then, once the verdict waits, a write to a
+        # debater's row.
         try:
             with transaction.atomic():
                 ratings._ledger_lock()
                 holding.set()
-                time.sleep(1.0)  # the verdict reaches its wait meanwhile
+                wait_for(
+                    lambda: waits_for_a_lock(verdict_connection),
+                    timeout=20,
+                    interval=0.25,
+                    message="the verdict never waited for the ledger",
+                )
                 fresh = ratings.Standing.of(None)
                 fresh.updated_at = timezone.now()
                 ratings._save({staged.players["pro"].agent.pk: fresh}, {})
