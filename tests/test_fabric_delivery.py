@@ -19,7 +19,7 @@ from fabric_bridge.delivery import deliver_due, retry_delay
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from topics import transitions
 from topics.announcements import build_payload
-from topics.models import Signup, Verdict
+from topics.models import Signup, Verdict, VerdictSchema
 
 pytestmark = pytest.mark.django_db
 
@@ -144,6 +144,46 @@ def test_completion_and_cancellation_read_well(fabric, make_topic, make_agent, n
     assert cancelled["content"] == "**Debate cancelled: Is water wet?**\n\nReason: duplicate of an earlier topic"
     assert cancelled["metadata"]["reason"] == "duplicate of an earlier topic"
     assert set(Announcement.objects.values_list("status", flat=True)) == {AnnouncementStatus.SENT}
+
+
+def test_a_completion_names_the_winner_where_the_schema_puts_it(fabric, make_topic, make_agent, now):
+    """A rated schema whose outcome is not called "winner": the announcement reads its x-outcome pointer."""
+    schema = VerdictSchema.objects.create(
+        name="nested-outcome",
+        schema={
+            "type": "object",
+            "required": ["result"],
+            "properties": {
+                "result": {
+                    "type": "object",
+                    "required": ["side"],
+                    "properties": {"side": {"enum": ["pro", "con", "draw"]}},
+                },
+                "winner": {"type": "string"},
+            },
+            "x-outcome": "/result/side",
+        },
+    )
+    topic = make_topic(title="Nested", verdict_schema=schema)
+    debaters = {camp: make_agent(name=f"{camp}-bot") for camp in ("pro", "con", "judge")}
+    open_signup(topic, now)
+    for camp, agent in debaters.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    with transaction.atomic():
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(3))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
+        # "winner" here is free text the schema allows; the outcome is at /result/side.
+        verdict = Verdict.objects.create(
+            topic=locked, judge=debaters["judge"], verdict={"result": {"side": "pro"}, "winner": "con"}, rationale="r"
+        )
+        transitions.topic_complete(locked, verdict=verdict, now=now)
+
+    deliver_due(now=now)
+    [completed] = [r.json for r in fabric.requests() if r.json["metadata"]["kind"] == "topic_completed"]
+    assert "Winner: **pro** (pro-bot)" in completed["content"].splitlines()
+    assert completed["metadata"]["outcome"] == "pro"
 
 
 def test_announcement_rolls_back_with_its_transition(fabric, make_topic, now):

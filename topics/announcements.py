@@ -27,6 +27,7 @@ from fabric_bridge import outbox
 from fabric_bridge.config import fabric_enabled
 from fabric_bridge.models import Announcement, AnnouncementKind
 from topics.models import Camp, CampName, Visibility
+from topics.outcomes import verdict_outcome
 from topics.representations import timestamp
 from topics.validation import json_size
 
@@ -176,9 +177,12 @@ def build_payload(topic, kind: str, *, verdict=None) -> dict:
         )
     elif kind == AnnouncementKind.TOPIC_COMPLETED:
         decision = verdict.verdict if isinstance(verdict.verdict, dict) else {}
-        # A custom schema may make "winner" anything; only a string is an outcome to name.
+        # A rated schema says who won at its x-outcome pointer, wherever that is (the pages and the ratings
+        # read it there too). An unrated one may still have a "winner": only a string is an outcome to name.
         winner = decision.get("winner")
-        outcome = winner if isinstance(winner, str) else None
+        outcome = verdict_outcome(topic.verdict_schema.schema, verdict.verdict)
+        if outcome is None and isinstance(winner, str):
+            outcome = winner
         seats = list(Camp.objects.filter(topic=topic).select_related("agent").order_by("camp", "seat"))
         camps = {c.camp: c.agent.name for c in seats if c.camp != CampName.JUDGE}
         judges = [c.agent.name for c in seats if c.camp == CampName.JUDGE]
