@@ -56,10 +56,10 @@ ATTEMPTS = 8
 # node's transactions run side by side and conflict on any row they share, and
 # a row many transitions write (an agent's event_seq, for an agent in many
 # topics) is a hot spot for all of them. Measured with three tickers on three
-# nodes closing 180 topics over 40 agents on a loaded machine: each further
-# loss in a row about a third as likely as the one before, so eight attempts
-# ran out about once per run (docs/deploy.md, "Writes"). Sixteen make that
-# vanishingly rare at the cost of waiting up to ~3 s more, only when it happens.
+# nodes over 180 topics and 40 agents on a loaded machine: each further loss in
+# a row a fifth to a half as likely as the one before, so eight attempts ran out
+# every few runs (docs/deploy.md, "Writes"). Sixteen make that vanishingly rare,
+# at the cost of up to 2 s more of backoff (8 × 0.25 s), and only when it happens.
 GALERA_ATTEMPTS = 16
 
 # Full jitter, capped exponential: attempt n waits uniform(0, min(CAP, BASE·2ⁿ)).
