@@ -7,6 +7,8 @@ boundary of a time comparison, values that trip naive SQL building.
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from datetime import timedelta
 
@@ -18,7 +20,20 @@ from django.utils import timezone
 
 from tests.api_support import player, stage_topic
 from topics import sql
-from topics.models import Agent, AgentToken, Argument, Camp, RatingLedger, Round, Topic, TopicStatus
+from topics.models import (
+    Agent,
+    AgentEvent,
+    AgentEventKind,
+    AgentToken,
+    Argument,
+    Camp,
+    EventKind,
+    RatingLedger,
+    Round,
+    Topic,
+    TopicEvent,
+    TopicStatus,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -171,3 +186,43 @@ def test_the_ledger_share_lock_finds_the_row_the_orm_finds():
         assert text.endswith("LOCK IN SHARE MODE")
     RatingLedger.objects.all().delete()
     assert sql.rating_ledger_share() is False
+
+
+# --- events_after --------------------------------------------------------------------------------
+
+
+def orm_events_after(model, key: str, cursors: list, *, limit: int) -> list:
+    where = functools.reduce(operator.or_, (Q(**{key: k, "seq__gt": seq}) for k, seq in cursors))
+    return list(model.objects.filter(where).order_by(key, "seq").values_list(key, "seq", "kind", "data")[:limit])
+
+
+@pytest.mark.parametrize("log", ["topic", "agent"])
+def test_the_events_after_each_cursor_equal_the_orm_twin(log):
+    staged = [stage_topic("debating", now=timezone.now(), title=AWKWARD) for _ in range(3)]
+    data = {"text": AWKWARD, "nested": {"n": [1, 2.5, None, True]}}
+    if log == "topic":
+        model, key, keys = TopicEvent, "topic_id", [s.topic.pk for s in staged]
+        for k in keys:
+            TopicEvent.objects.bulk_create(
+                TopicEvent(topic_id=k, seq=seq, kind=EventKind.ARGUMENT_POSTED, data=data)
+                for seq in range(Topic.objects.get(pk=k).event_seq + 1, 30)
+            )
+    else:
+        model, key, keys = AgentEvent, "agent_id", [s.pro.agent.pk for s in staged]
+        for k in keys:
+            start = Agent.objects.get(pk=k).event_seq + 1
+            AgentEvent.objects.bulk_create(
+                AgentEvent(agent_id=k, seq=seq, kind=AgentEventKind.PLACED, data=data) for seq in range(start, 30)
+            )
+    # Cursors before, inside and past each log; a key with no events; one key given as a string.
+    cursors = [(keys[0], 0), (str(keys[1]), 17), (keys[2], 29), (uuid.uuid4(), 0)]
+    for limit in (1, 20, 500):
+        ours, text = one_query(sql.events_after, model, key, cursors, limit=limit)
+        twin = orm_events_after(model, key, cursors, limit=limit)
+        assert ours == twin, limit
+        assert f"LIMIT {limit}" in text
+    by_cursor = {(k, seq): (kind, value) for k, seq, kind, value in ours}
+    assert (keys[0], 1) in by_cursor and (keys[1], 17) not in by_cursor and (keys[2], 29) not in by_cursor
+    assert by_cursor[(keys[1], 18)][1] == data  # the JSON as the ORM converts it, awkward text and all
+    assert all(isinstance(k, uuid.UUID) for k, _, _, _ in ours)
+    assert sql.events_after(model, key, [(uuid.uuid4(), 0)], limit=10) == []

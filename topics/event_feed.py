@@ -23,13 +23,12 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from operator import or_
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Model, Q
+from django.db.models import Model
 
-from topics import rules
+from topics import rules, sql
 from topics.models import AgentEvent, TopicEvent
 
 # SQLite refuses expressions nested more than 1000 deep and each OR adds a
@@ -84,14 +83,8 @@ def read_new(log: EventLog, cursors: dict[uuid.UUID, int], *, limit: int) -> tup
     full = False
     items = sorted(cursors.items())
     for start in range(0, len(items), TOPICS_PER_QUERY):
-        chunk = items[start : start + TOPICS_PER_QUERY]
         # Served by the (key, seq) unique index: one range per key, already in order.
-        where = functools.reduce(or_, (Q(**{log.key: key, "seq__gt": seq}) for key, seq in chunk))
-        rows = list(
-            log.model._default_manager.filter(where)
-            .order_by(log.key, "seq")
-            .values_list(log.key, "seq", "kind", "data")[:limit]
-        )
+        rows = sql.events_after(log.model, log.key, items[start : start + TOPICS_PER_QUERY], limit=limit)
         full = full or len(rows) == limit
         events.extend(_to_events(log, rows))
     return events, full

@@ -159,3 +159,32 @@ def rating_ledger_share() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_text(connection.vendor, _ledger_share_text), [1])
         return cursor.fetchone() is not None
+
+
+# --- the streams' poll: new events after every watched key's cursor ------------------------------
+
+
+def _events_after_text(model: type, key: str, keys: int, limit: int) -> str:
+    column = connection.ops.quote_name(model._meta.get_field(key).column)
+    ranges = " OR ".join([f"({column} = %s AND seq > %s)"] * keys)
+    order = f"ORDER BY {column}, seq LIMIT {limit:d}"
+    return f"SELECT id, {column}, seq, kind, data FROM {_quote(model)} WHERE {ranges} {order}"
+
+
+def events_after(
+    model: type, key: str, cursors: list[tuple[Any, int]], *, limit: int
+) -> list[tuple[Any, int, str, Any]]:
+    """``model.objects.filter(Q(key=k, seq__gt=n) | …).order_by(key, "seq").values_list(key, "seq", "kind",
+    "data")[:limit]`` for ``cursors``' (k, n) pairs, with the values converted as the ORM converts them.
+
+    The streams' poller runs it every interval for every watched topic or
+    agent: for 1,000 cursors the ORM spent ~120 ms of CPU building and
+    compiling the ``Q`` tree, against ~20 ms in the database (docs/sse.md).
+    """
+    field = model._meta.get_field(key)
+    params: list[Any] = []
+    for value, seq in cursors:
+        params += [field.get_db_prep_value(value, connection), seq]
+    sql = _text(connection.vendor, _events_after_text, model, key, len(cursors), limit)
+    rows = model._default_manager.raw(sql, params, using=connection.alias)
+    return [(getattr(row, field.attname), row.seq, row.kind, row.data) for row in rows]
