@@ -193,10 +193,11 @@ def _stage(
     if stage == "completed":
         with transaction.atomic():
             locked = transitions.topic_lock(topic.pk)
+            seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
             verdict = Verdict.objects.create(
                 topic=locked, judge=staged.judge.agent, verdict={"winner": "draw"}, rationale="Even."
             )
-            transitions.topic_complete(locked, verdict=verdict, now=now)
+            transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
         return staged
     with transaction.atomic():
         transitions.topic_cancel(transitions.topic_lock(topic.pk), reason="staff cancelled it", now=now)

@@ -112,13 +112,14 @@ def test_completion_and_cancellation_read_well(fabric, make_topic, make_agent, n
         transitions.topic_close_signup(locked, now=now, rng=random.Random(3))
         transitions.topic_start_debate(locked, now=now)
         transitions.topic_end_debate(locked, now=now)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(
             topic=locked,
             judge=debaters["judge"],
             verdict={"winner": "con", "scores": {"pro": 4, "con": 8}},
             rationale="Con cited the style guides.\nPro relied on feelings.",
         )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
     other = make_topic(title="Is water wet?")
     open_signup(other, now)
     with transaction.atomic():
@@ -175,10 +176,11 @@ def test_a_completion_names_the_winner_where_the_schema_puts_it(fabric, make_top
         transitions.topic_start_debate(locked, now=now)
         transitions.topic_end_debate(locked, now=now)
         # "winner" here is free text the schema allows; the outcome is at /result/side.
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(
             topic=locked, judge=debaters["judge"], verdict={"result": {"side": "pro"}, "winner": "con"}, rationale="r"
         )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
 
     deliver_due(now=now)
     [completed] = [r.json for r in fabric.requests() if r.json["metadata"]["kind"] == "topic_completed"]
@@ -455,10 +457,11 @@ def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_
         transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
         transitions.topic_start_debate(locked, now=now)
         transitions.topic_end_debate(locked, now=now)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(
             topic=locked, judge=agents[2], verdict={"winner": winner}, rationale="Reasons."
         )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
     row = Announcement.objects.get(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED)
     assert row.payload["metadata"]["outcome"] is None
     assert "Debate completed" in row.payload["content"]

@@ -68,13 +68,14 @@ def test_a_hostile_topic_and_verdict_reach_the_receiver_inert(fabric, make_topic
     agents = {camp: make_agent(name=f"{camp} @everyone <@1> <#2>\n# [x](https://evil.example)") for camp in CAMPS}
     with transaction.atomic():
         locked = to_judging(topic, agents, now)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(
             topic=locked,
             judge=agents["judge"],
             verdict={"winner": HOSTILE, "scores": {MENTIONS: LINKS, "@here": "<#1>", LINKS: {"x": [MENTIONS]}}},
             rationale=HOSTILE,
         )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
 
     assert deliver_due(now=now) == 2
     received = {r.json["metadata"]["kind"]: r.json for r in fabric.requests()}
@@ -119,10 +120,11 @@ def completed_topic(make_topic, make_agent, now, name: str):
     agents = {camp: make_agent(name=f"{camp}-{name}") for camp in CAMPS}
     with transaction.atomic():
         locked = to_judging(topic, agents, now)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(
             topic=locked, judge=agents["judge"], verdict={"winner": "pro"}, rationale="A long rationale. " * 500
         )
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
     return topic, verdict
 
 

@@ -31,8 +31,9 @@ def test_events_and_the_api_agree_on_arguments_rounds_and_verdicts(make_topic, m
         argument = Argument.objects.create(topic=locked, round=rnd, agent=agents[0], camp="pro", content="🦜 hi")
         transitions.topic_append_events(locked, [(EventKind.ARGUMENT_POSTED, argument_data(argument))])
         transitions.topic_end_debate(locked, now=topic.debate_end_at + timedelta(seconds=1))
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(topic=locked, judge=agents[2], verdict={"winner": "pro"}, rationale="Why.")
-        transitions.topic_complete(locked, verdict=verdict, now=now)
+        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
 
     events = {e.kind: e.data for e in TopicEvent.objects.filter(topic=topic).order_by("seq")}
     argument.refresh_from_db()

@@ -328,8 +328,9 @@ def test_an_accepted_verdict_completes_and_is_announced(make_topic, make_agent, 
     judge = Camp.objects.get(topic=topic, camp="judge").agent
     with transaction.atomic():
         locked = transitions.topic_lock(topic.pk)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
         verdict = Verdict.objects.create(topic=locked, judge=judge, verdict={"winner": "pro"}, rationale="Sharper.")
-        transitions.topic_complete(locked, verdict=verdict, now=topic.debate_end_at)
+        transitions.topic_complete(locked, verdict=verdict, now=topic.debate_end_at, seats=seats)
     topic.refresh_from_db()
     assert topic.status == S.COMPLETED
     kind, data = events(topic)[-2]

@@ -472,11 +472,15 @@ def topic_complete(
     verdict: Verdict,
     now: datetime,
     ballots: list[Ballot] | None = None,
+    seats: Seats,
     reason: str = "",
-    seats: Seats | None = None,
 ) -> None:
-    """judging → completed with ``verdict`` (already written); ``ballots`` default to the topic's stored ones;
-    ``seats``: what the caller's ``topic_lock_for_completion`` returned, if it did."""
+    """judging → completed with ``verdict`` (already written); ``ballots`` default to the topic's stored ones.
+
+    ``seats`` is what the caller's ``topic_lock_for_completion`` returned: the
+    locks are taken before the verdict or the last ballot is inserted (the
+    lock order, above), so this function takes none of its own.
+    """
     ballots = _ballots(topic) if ballots is None else ballots
     events: list[Event] = [(EventKind.VERDICT_POSTED, verdict_data(verdict, ballots))]
     if topic.blind_judging:
@@ -485,8 +489,7 @@ def topic_complete(
         events.append((EventKind.IDENTITIES_REVEALED, {c.camp: agent_ref(c.agent) for c in debaters}))
     _change_status(topic, S.COMPLETED, reason=reason or "verdict accepted", events=events)
     # Under the topic's lock, in this transaction: a completion and its ratings commit together or not at all.
-    # The agents' locks order rating changes among completions that share an agent.
-    seats = seats or topic_lock_for_completion(topic)
+    # The agents' locks (in ``seats``) order rating changes among completions that share an agent.
     ratings.topic_record_rating(topic, verdict=verdict, seats=seats, now=now, ballots=ballots)
     completed = _about(topic, verdict=verdict.verdict)
     agent_events_append([(agent_id, A.TOPIC_COMPLETED, completed) for agent_id in sorted(set(seats.values()))])
