@@ -59,7 +59,7 @@ ATTEMPTS = 8
 # nodes over 180 topics and 40 agents on a loaded machine: each further loss in
 # a row a fifth to a half as likely as the one before, so eight attempts ran out
 # every few runs (docs/deploy.md, "Writes"). Sixteen make that vanishingly rare,
-# at the cost of up to 2 s more of backoff (8 × 0.25 s), and only when it happens.
+# at the cost of up to 2 s more of backoff (8 x 0.25 s), and only when it happens.
 GALERA_ATTEMPTS = 16
 
 # Full jitter, capped exponential: attempt n waits uniform(0, min(CAP, BASE·2ⁿ)).
