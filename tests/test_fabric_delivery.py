@@ -30,6 +30,21 @@ def open_signup(topic, now):
     return Announcement.objects.get(topic=topic, kind=AnnouncementKind.SIGNUP_OPENED)
 
 
+def complete(topic, agents: dict, *, verdict: dict, rationale: str, now, seed: int = 3) -> None:
+    """Walk ``topic`` from signup to completed with ``agents`` (camp → agent); the judge gives ``verdict``."""
+    open_signup(topic, now)
+    for camp, agent in agents.items():
+        Signup.objects.create(topic=topic, agent=agent, camp=camp)
+    with transaction.atomic():
+        locked = transitions.topic_lock(topic.pk)
+        transitions.topic_close_signup(locked, now=now, rng=random.Random(seed))
+        transitions.topic_start_debate(locked, now=now)
+        transitions.topic_end_debate(locked, now=now)
+        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
+        judged = Verdict.objects.create(topic=locked, judge=agents["judge"], verdict=verdict, rationale=rationale)
+        transitions.topic_complete(locked, verdict=judged, now=now, seats=seats)
+
+
 def queue(make_topic, now, count=1, **topic_fields) -> list[Announcement]:
     """Pending signup announcements, due at ``now``, oldest first."""
     rows = []
@@ -104,22 +119,13 @@ def test_fabric_receives_the_contract_request(fabric, make_topic, winner_schema,
 def test_completion_and_cancellation_read_well(fabric, make_topic, make_agent, now):
     topic = make_topic(title="Tabs or spaces?")
     debaters = {camp: make_agent(name=f"{camp}-bot") for camp in ("pro", "con", "judge")}
-    open_signup(topic, now)
-    for camp, agent in debaters.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(3))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
-        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
-        verdict = Verdict.objects.create(
-            topic=locked,
-            judge=debaters["judge"],
-            verdict={"winner": "con", "scores": {"pro": 4, "con": 8}},
-            rationale="Con cited the style guides.\nPro relied on feelings.",
-        )
-        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
+    complete(
+        topic,
+        debaters,
+        verdict={"winner": "con", "scores": {"pro": 4, "con": 8}},
+        rationale="Con cited the style guides.\nPro relied on feelings.",
+        now=now,
+    )
     other = make_topic(title="Is water wet?")
     open_signup(other, now)
     with transaction.atomic():
@@ -167,20 +173,8 @@ def test_a_completion_names_the_winner_where_the_schema_puts_it(fabric, make_top
     )
     topic = make_topic(title="Nested", verdict_schema=schema)
     debaters = {camp: make_agent(name=f"{camp}-bot") for camp in ("pro", "con", "judge")}
-    open_signup(topic, now)
-    for camp, agent in debaters.items():
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(3))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
-        # "winner" here is free text the schema allows; the outcome is at /result/side.
-        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
-        verdict = Verdict.objects.create(
-            topic=locked, judge=debaters["judge"], verdict={"result": {"side": "pro"}, "winner": "con"}, rationale="r"
-        )
-        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
+    # "winner" here is free text the schema allows; the outcome is at /result/side.
+    complete(topic, debaters, verdict={"result": {"side": "pro"}, "winner": "con"}, rationale="r", now=now)
 
     deliver_due(now=now)
     [completed] = [r.json for r in fabric.requests() if r.json["metadata"]["kind"] == "topic_completed"]
@@ -448,20 +442,8 @@ def test_a_completion_with_an_unusual_winner_value_still_announces(fabric, make_
 
     schema = VerdictSchema.objects.create(name=f"free-{random.randrange(10**6)}", schema={"type": "object"})
     topic = make_topic(verdict_schema=schema)
-    open_signup(topic, now)
-    agents = [make_agent() for _ in range(3)]
-    for camp, agent in zip(("pro", "con", "judge"), agents, strict=True):
-        Signup.objects.create(topic=topic, agent=agent, camp=camp)
-    with transaction.atomic():
-        locked = transitions.topic_lock(topic.pk)
-        transitions.topic_close_signup(locked, now=now, rng=random.Random(1))
-        transitions.topic_start_debate(locked, now=now)
-        transitions.topic_end_debate(locked, now=now)
-        seats = transitions.topic_lock_for_completion(locked)  # before the verdict, as verdict_create
-        verdict = Verdict.objects.create(
-            topic=locked, judge=agents[2], verdict={"winner": winner}, rationale="Reasons."
-        )
-        transitions.topic_complete(locked, verdict=verdict, now=now, seats=seats)
+    agents = {camp: make_agent() for camp in ("pro", "con", "judge")}
+    complete(topic, agents, verdict={"winner": winner}, rationale="Reasons.", now=now, seed=1)
     row = Announcement.objects.get(topic=topic, kind=AnnouncementKind.TOPIC_COMPLETED)
     assert row.payload["metadata"]["outcome"] is None
     assert "Debate completed" in row.payload["content"]
