@@ -178,13 +178,15 @@ def events_after(
     "data")[:limit]`` for ``cursors``' (k, n) pairs, with the values converted as the ORM converts them.
 
     The streams' poller runs it every interval for every watched topic or
-    agent: for 1,000 cursors the ORM spent ~120 ms of CPU building and
-    compiling the ``Q`` tree, against ~20 ms in the database (docs/sse.md).
+    agent: for 1,000 cursors the ORM spent 64 ms of CPU building and
+    compiling the ``Q`` tree, where this takes 5 ms (``bench/profile_poll.py``,
+    docs/sse.md, "The poll"). Each text is built once per key count (at most
+    ``event_feed.TOPICS_PER_QUERY``) and limit.
     """
     field = model._meta.get_field(key)
     params: list[Any] = []
     for value, seq in cursors:
         params += [field.get_db_prep_value(value, connection), seq]
-    sql = _text(connection.vendor, _events_after_text, model, key, len(cursors), limit)
-    rows = model._default_manager.raw(sql, params, using=connection.alias)
+    text = _text(connection.vendor, _events_after_text, model, key, len(cursors), limit)
+    rows = model._default_manager.raw(text, params, using=connection.alias)
     return [(getattr(row, field.attname), row.seq, row.kind, row.data) for row in rows]
