@@ -91,7 +91,13 @@ class FabricServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                expected = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(expected)
+                if len(body) < expected:
+                    # The client died between the headers and the end of the body (a killed sender):
+                    # nothing was delivered, as a real receiver would see it.
+                    self.close_connection = True
+                    return
                 with server._lock:
                     server.received.append(
                         Received(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from datetime import timedelta
 
 import pytest
+import requests
 
-from devtools.fabric_receiver import Reply
+from devtools.fabric_receiver import FabricServer, Reply
 from fabric_bridge.models import Announcement, AnnouncementKind, AnnouncementStatus
 from orchestrator.ticker import Ticker
 from topics.models import Topic, TopicStatus
@@ -107,3 +109,17 @@ def test_a_hanging_fabric_costs_one_timeout_per_pass_however_many_are_queued(fab
     assert len(fabric.requests()) == 1
     # One attempt counted; the other nine were handed back untouched.
     assert sorted(Announcement.objects.values_list("attempts", flat=True)) == [0] * 9 + [1]
+
+
+def test_the_receiver_records_no_request_whose_sender_died_mid_body():
+    """A sender killed between its headers and the end of its body delivered nothing (the webhook crash test
+    relies on it: every recorded request must verify)."""
+    server = FabricServer().start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as cut_short:
+            cut_short.sendall(b'POST /hooks/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"seq": ')
+        answer = requests.post(f"{server.base_url}/hooks/b", json={"seq": 1}, timeout=5)
+        assert answer.ok
+        assert [(r.path, r.body) for r in server.requests()] == [("/hooks/b", b'{"seq": 1}')]
+    finally:
+        server.stop()
